@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs the package with its test extras at the tested versions, then runs
+# the linter, the unit and recipe tests, and every doctest.
+set -euo pipefail
+cd "$(dirname "$0")"
+python -m pip install --quiet --disable-pip-version-check -e ".[test]" -c constraints.txt
+python -m ruff check .
+python -m ruff format --check .
+python -m pytest "$@"

@@ -1,0 +1,36 @@
+"""Installs speechbrain-gendistill and its runtime dependencies.
+
+The exact versions tested together are pinned in ``constraints.txt``.
+"""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="speechbrain-gendistill",
+    version="0.1.0",
+    description="GenDistiller: distil SSL speech encoders into small generative students, for SpeechBrain",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["speechbrain_gendistill", "speechbrain_gendistill.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "speechbrain>=1.1,<1.2",
+        "torch>=2.4",
+        "torchaudio>=2.4",
+        "hyperpyyaml>=1.2",
+        "sentencepiece",
+        "jiwer",
+        "transformers>=4.40",
+        "soundfile",
+        "safetensors",
+        "numpy",
+        "matplotlib",
+        "espeakng-loader",
+    ],
+    extras_require={
+        "onnx": ["onnx", "onnxruntime"],
+        "test": ["pytest", "ruff", "onnx", "onnxruntime", "tensorboard"],
+    },
+)

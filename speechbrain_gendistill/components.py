@@ -1,0 +1,260 @@
+"""Small building blocks shared by the students.
+
+The convolutional front-end, the convolutional positional embedding and one
+transformer block, each padding-aware: a padded sample or frame never changes a
+valid frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from speechbrain_gendistill.attention import KVCache, MultiHeadAttention
+
+ConvSpec = list[tuple[int, int, int]]
+
+# wav2vec 2.0 / HuBERT / WavLM: 20 ms hop, 25 ms receptive field at 16 kHz.
+DEFAULT_CONV_LAYERS: ConvSpec = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
+
+
+def conv_output_lengths(lengths: torch.Tensor, conv_layers: ConvSpec) -> torch.Tensor:
+    """Number of output frames whose receptive field lies inside ``lengths`` samples.
+
+    Example
+    -------
+    >>> conv_output_lengths(torch.tensor([16000, 400, 399]), DEFAULT_CONV_LAYERS)
+    tensor([49,  1,  0])
+    """
+    for _, kernel, stride in conv_layers:
+        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+    return lengths.clamp(min=0)
+
+
+def receptive_field(conv_layers: ConvSpec) -> int:
+    """Samples seen by one output frame of the stack.
+
+    Example
+    -------
+    >>> receptive_field(DEFAULT_CONV_LAYERS)
+    400
+    """
+    field, jump = 1, 1
+    for _, kernel, stride in conv_layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """Boolean mask [B, max_len], True on the first ``lengths[b]`` positions.
+
+    Example
+    -------
+    >>> lengths_to_mask(torch.tensor([1, 3]), 3)
+    tensor([[ True, False, False],
+            [ True,  True,  True]])
+    """
+    positions = torch.arange(max_len, device=lengths.device)
+    return positions[None, :] < lengths[:, None]
+
+
+def relative_to_absolute(wav_lens: torch.Tensor | None, num_samples: int, batch: int) -> torch.Tensor:
+    """SpeechBrain's relative lengths (1.0 = the whole padded batch) to sample counts.
+
+    Example
+    -------
+    >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 16000, 2)
+    tensor([16000,  8000])
+    """
+    if wav_lens is None:
+        return torch.full((batch,), num_samples, dtype=torch.long)
+    return torch.round(wav_lens.float().cpu() * num_samples).long()
+
+
+class MaskedGroupNorm(nn.Module):
+    """Per-channel normalisation over time whose statistics use valid frames only.
+
+    This is wav2vec 2.0's first-layer ``GroupNorm(C, C)`` with the same
+    parameters, except that padding does not leak into the mean and variance.
+
+    Arguments
+    ---------
+    num_channels : int
+        Channels of the input.
+    eps : float
+        Added to the variance.
+
+    Example
+    -------
+    >>> norm = MaskedGroupNorm(4)
+    >>> x = torch.randn(2, 4, 10)
+    >>> mask = lengths_to_mask(torch.tensor([10, 6]), 10)
+    >>> y = norm(x, mask)
+    >>> torch.allclose(y[1, :, :6], norm(x[1:, :, :6], mask[1:, :6])[0], atol=1e-6)
+    True
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask[:, None, :].to(x.dtype)
+        count = m.sum(dim=2, keepdim=True).clamp(min=1.0)
+        mean = (x * m).sum(dim=2, keepdim=True) / count
+        var = (((x - mean) * m) ** 2).sum(dim=2, keepdim=True) / count
+        x = (x - mean) / torch.sqrt(var + self.eps)
+        return x * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+class ConvBlock(nn.Module):
+    """Conv1d without bias, an optional normalisation, GELU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int, norm: str | None) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=stride, bias=False)
+        self.norm_kind = norm
+        if norm == "group_norm":
+            self.norm = MaskedGroupNorm(out_channels)
+        elif norm == "layer_norm":
+            self.norm = nn.LayerNorm(out_channels)
+        else:
+            self.norm = None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.conv(x)
+        lengths = conv_output_lengths(lengths, [(0, self.conv.kernel_size[0], self.conv.stride[0])])
+        if self.norm_kind == "group_norm":
+            x = self.norm(x, lengths_to_mask(lengths.to(x.device), x.shape[-1]))
+        elif self.norm_kind == "layer_norm":
+            x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return F.gelu(x), lengths
+
+
+class ConvFeatureExtractor(nn.Module):
+    """wav2vec 2.0's waveform CNN, padding-aware.
+
+    Arguments
+    ---------
+    conv_layers : list of (channels, kernel, stride)
+        One entry per layer.
+    norm : str
+        ``"group_norm"``: a per-channel norm over time after the first layer
+        (the "default" mode of WavLM/HuBERT Base), over valid frames only.
+        ``"layer_norm"``: a LayerNorm over channels after every layer (the
+        "layer_norm" mode of the Large models).
+
+    Example
+    -------
+    >>> cnn = ConvFeatureExtractor([(8, 10, 5), (8, 3, 2)])
+    >>> feats, lengths = cnn(torch.randn(2, 1600), torch.tensor([1600, 800]))
+    >>> feats.shape, lengths.tolist()
+    (torch.Size([2, 159, 8]), [159, 79])
+    """
+
+    def __init__(self, conv_layers: ConvSpec = DEFAULT_CONV_LAYERS, norm: str = "group_norm") -> None:
+        super().__init__()
+        if norm not in ("group_norm", "layer_norm"):
+            raise ValueError(f"extractor norm must be 'group_norm' or 'layer_norm', got {norm!r}")
+        self.conv_layers_spec = [tuple(layer) for layer in conv_layers]
+        blocks, in_channels = [], 1
+        for index, (channels, kernel, stride) in enumerate(self.conv_layers_spec):
+            if norm == "layer_norm":
+                layer_norm = "layer_norm"
+            else:
+                layer_norm = "group_norm" if index == 0 else None
+            blocks.append(ConvBlock(in_channels, channels, kernel, stride, layer_norm))
+            in_channels = channels
+        self.conv_layers = nn.ModuleList(blocks)
+        self.output_dim = in_channels
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = wavs[:, None, :]
+        for block in self.conv_layers:
+            x, lengths = block(x, lengths)
+        return x.transpose(1, 2), lengths
+
+
+class ConvPositionalEmbedding(nn.Module):
+    """wav2vec 2.0's relative positional embedding: x + GELU(grouped conv over time).
+
+    Arguments
+    ---------
+    d_model : int
+        Channels.
+    kernel_size : int
+        Width of the convolution, in frames.
+    groups : int
+        Convolution groups.
+
+    Example
+    -------
+    >>> pos = ConvPositionalEmbedding(16, kernel_size=8, groups=4)
+    >>> pos(torch.randn(2, 20, 16), lengths_to_mask(torch.tensor([20, 5]), 20)).shape
+    torch.Size([2, 20, 16])
+    """
+
+    def __init__(self, d_model: int, kernel_size: int = 128, groups: int = 16) -> None:
+        super().__init__()
+        conv = nn.Conv1d(d_model, d_model, kernel_size, padding=kernel_size // 2, groups=groups)
+        self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
+        self.trim = 1 if kernel_size % 2 == 0 else 0
+
+    def forward(self, x: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        # Zeroed padding makes the conv see exactly what a shorter input would.
+        x = x * frame_mask[:, :, None].to(x.dtype)
+        pos = self.conv(x.transpose(1, 2))
+        if self.trim:
+            pos = pos[:, :, :-1]
+        return x + F.gelu(pos).transpose(1, 2)
+
+
+class FeedForward(nn.Sequential):
+    """Linear, GELU, dropout, Linear."""
+
+    def __init__(self, d_model: int, d_ffn: int, dropout: float) -> None:
+        super().__init__(nn.Linear(d_model, d_ffn), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ffn, d_model))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention and feed-forward with residuals.
+
+    Arguments
+    ---------
+    d_model, num_heads, d_ffn : int
+        Width, attention heads, feed-forward width.
+    dropout : float
+        Dropout on the residual branches and the attention weights.
+    norm_first : bool
+        True: pre-LN (GPT style, used by the generator). False: post-LN
+        (wav2vec 2.0 Base style, used by the DistilHuBERT baseline).
+
+    Example
+    -------
+    >>> block = TransformerBlock(16, 4, 32, dropout=0.0, norm_first=True)
+    >>> mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
+    >>> block(torch.randn(1, 5, 16), mask).shape
+    torch.Size([1, 5, 16])
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ffn: int, dropout: float, norm_first: bool) -> None:
+        super().__init__()
+        self.norm_first = norm_first
+        self.attention = MultiHeadAttention(d_model, num_heads, dropout)
+        self.attention_norm = nn.LayerNorm(d_model)
+        self.feed_forward = FeedForward(d_model, d_ffn, dropout)
+        self.feed_forward_norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor, cache: KVCache | None = None, layer_index: int = 0
+    ) -> torch.Tensor:
+        if self.norm_first:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask, cache, layer_index))
+            return x + self.dropout(self.feed_forward(self.feed_forward_norm(x)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask, cache, layer_index)))
+        return self.feed_forward_norm(x + self.dropout(self.feed_forward(x)))
