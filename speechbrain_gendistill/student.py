@@ -124,10 +124,19 @@ class FrontEnd(nn.Module):
 class DistillationStudent(nn.Module):
     """What both students share: the front-end and the SSL lobe contract."""
 
-    def __init__(self, frontend: FrontEnd, output_all_hiddens: bool) -> None:
+    def __init__(self, config: dict) -> None:
         super().__init__()
-        self.frontend = frontend
-        self.output_all_hiddens = output_all_hiddens
+        # The constructor's arguments: what an exported student needs to be rebuilt.
+        self.config = {name: value for name, value in config.items() if name not in ("self", "__class__")}
+        self.output_all_hiddens = config["output_all_hiddens"]
+        self.frontend = FrontEnd(
+            config["d_model"],
+            config["conv_layers"],
+            config["extractor_norm"],
+            config["pos_conv_kernel"],
+            config["pos_conv_groups"],
+            config["dropout"],
+        )
 
     def generate(
         self,
@@ -211,8 +220,7 @@ class GenDistillStudent(DistillationStudent):
         pos_conv_groups: int = 16,
         output_all_hiddens: bool = False,
     ) -> None:
-        frontend = FrontEnd(d_model, conv_layers, extractor_norm, pos_conv_kernel, pos_conv_groups, dropout)
-        super().__init__(frontend, output_all_hiddens)
+        super().__init__(locals())
         self.generator = LayerGenerator(d_model, target_dim, num_target_layers, num_layers, num_heads, d_ffn, dropout)
 
     def generate(
@@ -306,8 +314,7 @@ class DistilHuBERTStudent(DistillationStudent):
         pos_conv_groups: int = 16,
         output_all_hiddens: bool = False,
     ) -> None:
-        frontend = FrontEnd(d_model, conv_layers, extractor_norm, pos_conv_kernel, pos_conv_groups, dropout)
-        super().__init__(frontend, output_all_hiddens)
+        super().__init__(locals())
         self.encoder_norm = nn.LayerNorm(d_model)
         self.encoder_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
