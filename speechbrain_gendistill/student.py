@@ -344,5 +344,11 @@ class DistilHuBERTStudent(DistillationStudent):
         teacher_prob: float = 1.0,
     ) -> torch.Tensor:
         """[K, B, T, D_t] from the heads; the teacher's layers are not used."""
+        if self.prediction_heads is None:
+            raise RuntimeError("the prediction heads were dropped: this student only serves as an encoder now")
         last = self.hidden_states(wavs, wav_lens)[-1]
         return self.prediction_heads(last).permute(2, 0, 1, 3)
+
+    def drop_prediction_heads(self) -> None:
+        """Removes the heads once distillation is over: they are not part of the model used after it."""
+        self.prediction_heads = None
