@@ -75,6 +75,9 @@ class FrontEnd(nn.Module):
 
     def sample_lengths(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.Tensor:
         lengths = relative_to_absolute(wav_lens, wavs.shape[1], wavs.shape[0]).to(wavs.device)
+        if torch.jit.is_tracing():
+            # A traced graph (ONNX export) cannot raise: the check would freeze to the example input.
+            return lengths
         too_short = (lengths < receptive_field(self.conv_layers)).nonzero().flatten().tolist()
         if too_short:
             raise ValueError(
