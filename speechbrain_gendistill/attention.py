@@ -108,7 +108,7 @@ class MultiHeadAttention(nn.Module):
         ``attn_mask`` is boolean (True: may attend), broadcastable to [B, H, N, M].
         """
         batch, length, width = x.shape
-        q, k, v = self.in_proj(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = self.in_proj(x).view(batch, length, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         if cache is not None:
             k, v = cache.extend(layer_index, k, v)
         dropout = self.dropout if self.training else 0.0
