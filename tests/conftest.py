@@ -43,3 +43,30 @@ def wavlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def hubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_small_teacher(tmp_path_factory.mktemp("hubert"), "hubert")
+
+
+# The synthetic mini-LibriSpeech of the tests: split -> (speakers, utterances per speaker),
+# with the split names of the default corpus. It builds in a few seconds.
+MINI_LIBRISPEECH_SPLITS = {"train-synth": (3, 8), "dev-synth": (1, 6), "test-synth": (2, 4)}
+
+
+@pytest.fixture(scope="session")
+def mini_librispeech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a small synthetic corpus in LibriSpeech layout (38 utterances, 6 speakers)."""
+    from speechbrain_gendistill.corpus import synthesize_corpus
+
+    return synthesize_corpus(tmp_path_factory.mktemp("mini_librispeech"), seed=0, splits=MINI_LIBRISPEECH_SPLITS)
+
+
+@pytest.fixture(scope="session")
+def mini_librispeech_manifests(mini_librispeech: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """SpeechBrain CSV manifests of ``mini_librispeech``: keys ``train``, ``dev`` and ``test-synth``."""
+    from speechbrain_gendistill.librispeech_prepare import prepare_librispeech
+
+    return prepare_librispeech(
+        mini_librispeech,
+        tmp_path_factory.mktemp("mini_librispeech_manifests"),
+        train_splits=["train-synth"],
+        dev_splits=["dev-synth"],
+        test_splits=["test-synth"],
+    )

@@ -1,0 +1,234 @@
+"""SpeechBrain CSV manifests from a folder in LibriSpeech's layout.
+
+The layout (the real corpus, or the synthetic one of ``corpus.py``)::
+
+    <data_folder>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    <data_folder>/<split>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt   ("<ID> <TEXT>" lines)
+
+``prepare_librispeech`` writes ``train.csv`` (the train splits merged),
+``dev.csv`` (the dev splits merged) and one ``<split>.csv`` per test split, with
+the columns ``ID, duration, wav, spk_id, wrd``. A recipe calls it through
+``speechbrain.utils.distributed.run_on_main`` so that only the main process
+scans the corpus; the options of the last successful run are kept next to the
+manifests, and a call with the same options returns at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile
+
+logger = logging.getLogger(__name__)
+
+CSV_COLUMNS = ("ID", "duration", "wav", "spk_id", "wrd")
+AUDIO_EXTENSIONS = (".flac", ".wav")
+OPTIONS_RECORD = "librispeech_prepare.json"
+RECORD_FORMAT = 1
+
+
+class LibriSpeechLayoutError(ValueError):
+    """A data folder that does not follow LibriSpeech's layout; ``problems`` lists every fault found."""
+
+    def __init__(self, data_folder: Path, problems: list[str]) -> None:
+        self.problems = problems
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{len(problems)} problem(s) in the LibriSpeech folder {data_folder}:\n{listing}")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One manifest row before its duration is known."""
+
+    id: str
+    wav: Path
+    spk_id: str
+    wrd: str
+
+
+def _scan_split(split_folder: Path, problems: list[str]) -> list[Utterance]:
+    """The utterances of one split, in ID order; faults are appended to ``problems``."""
+    utterances = []
+    for chapter_folder in sorted(path for path in split_folder.glob("*/*") if path.is_dir()):
+        speaker, chapter = chapter_folder.parent.name, chapter_folder.name
+        transcript = chapter_folder / f"{speaker}-{chapter}.trans.txt"
+        if not transcript.is_file():
+            problems.append(f"chapter folder {chapter_folder} has no transcript {transcript.name}")
+            continue
+        files = {path.name for path in chapter_folder.iterdir()}
+        for number, line in enumerate(transcript.read_text(encoding="utf-8").splitlines(), start=1):
+            utterance_id, _, text = line.strip().partition(" ")
+            text = " ".join(text.split())
+            if not utterance_id:
+                continue
+            if not utterance_id.startswith(f"{speaker}-{chapter}-"):
+                problems.append(f"{transcript}:{number}: ID {utterance_id!r} is not of chapter {speaker}-{chapter}")
+            elif not text:
+                problems.append(f"{transcript}:{number}: empty transcript for {utterance_id}")
+            else:
+                audio = next((utterance_id + ext for ext in AUDIO_EXTENSIONS if utterance_id + ext in files), None)
+                if audio is None:
+                    problems.append(f"{transcript}:{number}: no audio file {chapter_folder / utterance_id}.flac")
+                else:
+                    utterances.append(Utterance(utterance_id, chapter_folder / audio, speaker, text))
+    if not utterances and not problems:
+        problems.append(f"split folder {split_folder} holds no <speaker>/<chapter> folder with utterances")
+    return sorted(utterances, key=lambda utterance: utterance.id)
+
+
+def _fingerprint(data_folder: Path, splits: Sequence[str]) -> str:
+    """Changes when a transcript of these splits is added, removed or rewritten (e.g. a rebuilt corpus)."""
+    digest = hashlib.sha256()
+    for split in splits:
+        for transcript in sorted((data_folder / split).glob("*/*/*.trans.txt")):
+            stat = transcript.stat()
+            digest.update(f"{transcript.relative_to(data_folder)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _duration(path: Path) -> float | str:
+    """Seconds of audio in ``path``, or the reason it cannot be read."""
+    try:
+        info = soundfile.info(str(path))
+    except (RuntimeError, soundfile.LibsndfileError) as error:
+        return f"unreadable audio file {path}: {error}"
+    return info.frames / info.samplerate
+
+
+def _write_csv(path: Path, rows: list[tuple[Utterance, float]]) -> None:
+    """Writes the manifest through a temporary file, so that a crash never leaves half a CSV."""
+    partial = path.with_suffix(".csv.partial")
+    with open(partial, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(CSV_COLUMNS)
+        for utterance, duration in rows:
+            writer.writerow((utterance.id, repr(duration), str(utterance.wav), utterance.spk_id, utterance.wrd))
+    os.replace(partial, path)
+
+
+def _manifest_groups(
+    train_splits: Sequence[str], dev_splits: Sequence[str], test_splits: Sequence[str]
+) -> dict[str, list[str]]:
+    """Manifest name -> the splits merged into it (``train`` and ``dev`` only when given splits)."""
+    groups = {"train": list(train_splits), "dev": list(dev_splits)}
+    groups = {name: splits for name, splits in groups.items() if splits}
+    for split in test_splits:
+        if split in groups:
+            raise ValueError(f"Test split {split!r} would overwrite the manifest {split}.csv of other splits")
+        groups[split] = [split]
+    if not groups:
+        raise ValueError("prepare_librispeech: no train, dev or test split given")
+    return groups
+
+
+def prepare_librispeech(
+    data_folder: str | Path,
+    save_folder: str | Path,
+    train_splits: Sequence[str] = (),
+    dev_splits: Sequence[str] = (),
+    test_splits: Sequence[str] = (),
+    skip_prep: bool = False,
+    num_workers: int | None = None,
+) -> dict[str, Path]:
+    """Writes the train, dev and test manifests of a LibriSpeech-layout folder.
+
+    Every fault in the folder (a missing split, a chapter without its
+    transcript, a transcript line without audio or without text, an unreadable
+    audio file) is collected, and all of them are reported in one
+    ``LibriSpeechLayoutError`` before any manifest is written.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        The folder holding the split folders (e.g. ``LibriSpeech/``).
+    save_folder : str or Path
+        Where the CSV files and the record of options go (created if needed).
+    train_splits, dev_splits : sequence of str
+        Splits merged into ``train.csv`` and into ``dev.csv``.
+    test_splits : sequence of str
+        Splits written to one ``<split>.csv`` each.
+    skip_prep : bool
+        Only check that the manifests exist (e.g. when they were written elsewhere).
+    num_workers : int, optional
+        Threads reading durations (default: twice the usable CPU cores, as this waits on the disk).
+
+    Returns
+    -------
+    dict
+        Manifest name (``train``, ``dev``, each test split) -> its CSV path; ``train``
+        and ``dev`` only when given splits.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_gendistill.corpus import synthesize_corpus
+    >>> data = synthesize_corpus(tempfile.mkdtemp(), splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
+    >>> paths = prepare_librispeech(data, tempfile.mkdtemp(), train_splits=["a"], dev_splits=["b"])
+    >>> sorted(paths), paths["train"].read_text().splitlines()[0]
+    (['dev', 'train'], 'ID,duration,wav,spk_id,wrd')
+    """
+    data_folder, save_folder = Path(data_folder).resolve(), Path(save_folder)
+    groups = _manifest_groups(train_splits, dev_splits, test_splits)
+    paths = {name: save_folder / f"{name}.csv" for name in groups}
+    if skip_prep:
+        missing = [str(path) for path in paths.values() if not path.is_file()]
+        if missing:
+            raise FileNotFoundError(f"skip_prep is set but these manifests do not exist: {', '.join(missing)}")
+        return paths
+    if not data_folder.is_dir():
+        raise LibriSpeechLayoutError(data_folder, [f"data folder {data_folder} does not exist"])
+    splits = list(dict.fromkeys(split for group in groups.values() for split in group))
+    options = {
+        "format": RECORD_FORMAT,
+        "data_folder": str(data_folder),
+        "manifests": groups,
+        "transcripts": _fingerprint(data_folder, splits),
+    }
+    record = save_folder / OPTIONS_RECORD
+    if (
+        record.is_file()
+        and json.loads(record.read_text(encoding="utf-8")) == options
+        and all(path.is_file() for path in paths.values())
+    ):
+        logger.info("LibriSpeech manifests in %s are up to date, skipping preparation", save_folder)
+        return paths
+
+    problems: list[str] = []
+    scanned: dict[str, list[Utterance]] = {}
+    for split in splits:
+        if (data_folder / split).is_dir():
+            scanned[split] = _scan_split(data_folder / split, problems)
+        else:
+            problems.append(f"split folder {data_folder / split} does not exist")
+    for name, group in groups.items():
+        counts = Counter(utterance.id for split in group for utterance in scanned.get(split, []))
+        repeated = sorted(utterance_id for utterance_id, count in counts.items() if count > 1)
+        if repeated:
+            problems.append(f"{name}.csv would list these IDs more than once: {', '.join(repeated[:10])}")
+    utterances = [utterance for split in scanned.values() for utterance in split]
+    logger.info("Reading the durations of %d audio files in %s", len(utterances), data_folder)
+    with ThreadPoolExecutor(max_workers=num_workers or 2 * len(os.sched_getaffinity(0))) as pool:
+        durations = list(pool.map(_duration, (utterance.wav for utterance in utterances)))
+    problems += [duration for duration in durations if isinstance(duration, str)]
+    if problems:
+        raise LibriSpeechLayoutError(data_folder, problems)
+
+    duration_of = dict(zip((utterance.wav for utterance in utterances), durations, strict=True))
+    save_folder.mkdir(parents=True, exist_ok=True)
+    record.unlink(missing_ok=True)
+    for name, group in groups.items():
+        rows = [(utterance, duration_of[utterance.wav]) for split in group for utterance in scanned[split]]
+        _write_csv(paths[name], rows)
+        hours = sum(duration for _, duration in rows) / 3600
+        logger.info("%s: %d utterances, %.2f hours -> %s", name, len(rows), hours, paths[name])
+    record.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
+    return paths
