@@ -92,9 +92,9 @@ def export_onnx(student: DistillationStudent, path: str | Path, opset: int = ONN
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
     >>> path = export_onnx(student, Path(tempfile.mkdtemp()) / "student.onnx")
     >>> session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    >>> wavs, wav_lens = np.zeros((3, 4000), np.float32), np.array([1.0, 0.7, 0.4], np.float32)
+    >>> wavs, wav_lens = np.zeros((3, 1600), np.float32), np.array([1.0, 0.7, 0.4], np.float32)
     >>> session.run(None, {"wavs": wavs, "wav_lens": wav_lens})[0].shape
-    (3, 399, 24)
+    (3, 159, 24)
     """
     path = Path(path)
     # Two items of different lengths, so that the traced graph includes the padding masks.
