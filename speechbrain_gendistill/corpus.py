@@ -471,14 +471,28 @@ def synthesize_corpus(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: build the default synthetic corpus."""
+    """Command line: build the synthetic corpus (the default splits unless ``--split`` is given)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", required=True, type=Path, help="where the LibriSpeech-layout splits go")
     parser.add_argument("--seed", type=int, default=0, help="seed of voices, texts and noise")
     parser.add_argument("--num_workers", type=int, default=None, help="synthesis processes (default: all cores)")
+    parser.add_argument(
+        "--split",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "SPEAKERS", "UTTERANCES"),
+        help="a split and its size (repeat for several); default: "
+        + ", ".join(f"{name} {speakers} {utterances}" for name, (speakers, utterances) in DEFAULT_SPLITS.items()),
+    )
     args = parser.parse_args(argv)
+    splits = None
+    if args.split:
+        try:
+            splits = {name: (int(speakers), int(utterances)) for name, speakers, utterances in args.split}
+        except ValueError:
+            parser.error(f"--split takes NAME SPEAKERS UTTERANCES with integer sizes, got {args.split}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    synthesize_corpus(args.folder, seed=args.seed, num_workers=args.num_workers)
+    synthesize_corpus(args.folder, seed=args.seed, splits=splits, num_workers=args.num_workers)
 
 
 if __name__ == "__main__":
