@@ -377,6 +377,7 @@ def synthesize_corpus(
 ) -> Path:
     """Builds the synthetic corpus in LibriSpeech layout under ``folder`` (or reuses a complete one).
 
+    Call it from one process only (in a DDP recipe, through ``run_on_main``).
     A record of the build, ``corpus.json`` (options, speakers and their voices,
     utterance counts and durations), is written last: a folder holding a record
     with the same options and all its files is reused; a build with other options
@@ -402,8 +403,9 @@ def synthesize_corpus(
     Example
     -------
     >>> import tempfile
-    >>> folder = synthesize_corpus(tempfile.mkdtemp(), splits={"tiny": (1, 1)}, num_workers=1)
-    >>> sorted(path.suffix for path in (folder / "tiny").glob("*/*/*"))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = synthesize_corpus(tmp, splits={"tiny": (1, 1)}, num_workers=1)
+    ...     sorted(path.suffix for path in (folder / "tiny").glob("*/*/*"))
     ['.flac', '.txt']
     """
     folder = Path(folder)
@@ -424,7 +426,7 @@ def synthesize_corpus(
     jobs = [job for split_jobs in plan.values() for job in split_jobs]
     for split in splits:
         shutil.rmtree(folder / split, ignore_errors=True)
-    workers = num_workers or len(os.sched_getaffinity(0))
+    workers = num_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     logger.info(
         "Synthesising %d utterances (%d chapters) into %s with %d processes",
         sum(len(job.texts) for job in jobs),

@@ -159,7 +159,7 @@ def prepare_librispeech(
     skip_prep : bool
         Only check that the manifests exist (e.g. when they were written elsewhere).
     num_workers : int, optional
-        Threads reading durations (default: twice the usable CPU cores, as this waits on the disk).
+        Threads reading durations (default: ``ThreadPoolExecutor``'s, a few more than the CPU cores).
 
     Returns
     -------
@@ -171,9 +171,10 @@ def prepare_librispeech(
     -------
     >>> import tempfile
     >>> from speechbrain_gendistill.corpus import synthesize_corpus
-    >>> data = synthesize_corpus(tempfile.mkdtemp(), splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
-    >>> paths = prepare_librispeech(data, tempfile.mkdtemp(), train_splits=["a"], dev_splits=["b"])
-    >>> sorted(paths), paths["train"].read_text().splitlines()[0]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     data = synthesize_corpus(f"{tmp}/data", splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
+    ...     paths = prepare_librispeech(data, f"{tmp}/csv", train_splits=["a"], dev_splits=["b"])
+    ...     sorted(paths), paths["train"].read_text().splitlines()[0]
     (['dev', 'train'], 'ID,duration,wav,spk_id,wrd')
     """
     data_folder, save_folder = Path(data_folder).resolve(), Path(save_folder)
@@ -216,7 +217,7 @@ def prepare_librispeech(
             problems.append(f"{name}.csv would list these IDs more than once: {', '.join(repeated[:10])}")
     utterances = [utterance for split in scanned.values() for utterance in split]
     logger.info("Reading the durations of %d audio files in %s", len(utterances), data_folder)
-    with ThreadPoolExecutor(max_workers=num_workers or 2 * len(os.sched_getaffinity(0))) as pool:
+    with ThreadPoolExecutor(max_workers=num_workers) as pool:
         durations = list(pool.map(_duration, (utterance.wav for utterance in utterances)))
     problems += [duration for duration in durations if isinstance(duration, str)]
     if problems:
