@@ -26,6 +26,7 @@ setup(
         "soundfile",
         "safetensors",
         "numpy",
+        "scipy",
         "matplotlib",
         "espeakng-loader",
     ],
