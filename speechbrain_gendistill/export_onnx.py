@@ -47,7 +47,7 @@ from speechbrain_gendistill.student import DistillationStudent
 ONNX_OPSET = 17
 SAMPLE_RATE = 16000
 INPUT_NAMES = ["wavs", "wav_lens"]
-# Parity figures the command warns below (fp32: absolute difference; int8: cosine to fp32).
+# The command warns when its parity check falls short of these (fp32: max abs diff; int8: cosine to fp32).
 FP32_TOLERANCE = 1e-4
 INT8_MIN_COSINE = 0.99
 
