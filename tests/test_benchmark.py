@@ -1,0 +1,143 @@
+"""The benchmark script on tiny configs: its tables, its JSON and the KV cache's reference path.
+
+No timing is asserted here; speed goals are read from the script's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import benchmark  # noqa: E402
+from prototypes import FusedMaskedGroupNorm, fused_group_norm  # noqa: E402
+
+from speechbrain_gendistill.components import MaskedGroupNorm, lengths_to_mask  # noqa: E402
+
+TINY_CONV = [[32, 10, 5]] + [[32, 3, 2]] * 4 + [[32, 2, 2]] * 2
+TINY_TEACHER = dict(
+    conv_dim=(32,) * 7,
+    hidden_size=48,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=96,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+)
+TINY_STUDENTS = dict(
+    target_dim=48,
+    target_layers=[1, 2, 4],
+    d_model=32,
+    num_heads=4,
+    d_ffn=64,
+    conv_layers=TINY_CONV,
+    pos_conv_kernel=16,
+    pos_conv_groups=4,
+)
+
+
+def tiny_settings(**changes) -> benchmark.Settings:
+    compact = {"16 channels": [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2}
+    settings = benchmark.Settings(
+        teacher_config=TINY_TEACHER,
+        yaml_overrides=TINY_STUDENTS,
+        variants=benchmark.compact_variants(compact)
+        + [benchmark.Variant("GenDistiller [fused GroupNorm]", "gendistill", patch="fused_group_norm")],
+        forward_seconds=0.5,
+        train_seconds=0.5,
+        repeats=2,
+        warmup=1,
+        devices=["cpu"],
+    )
+    return benchmark.dataclasses.replace(settings, **changes)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict:
+    return benchmark.run_benchmark(tiny_settings())
+
+
+def test_json_and_markdown_hold_every_section(results, tmp_path):
+    markdown = benchmark.write_outputs(results, tmp_path, "python benchmarks/benchmark.py --tiny")
+    saved = json.loads((tmp_path / "benchmark.json").read_text())
+    assert saved["runs"] and (tmp_path / "benchmark.md").read_text() == markdown
+    assert {"settings", "machine", "parameters", "memory", "runs", "goals", "references"} <= set(saved)
+
+    models = ["teacher", "DistilHuBERT baseline", "GenDistiller", "GenDistiller, CNN 16 channels"]
+    run = saved["runs"][0]
+    assert (run["device"], run["dtype"]) == ("cpu", "fp32")
+    forward = {row["model"]: row for row in run["forward"]}
+    assert set(models) < set(forward)
+    assert forward["teacher"]["speedup_vs_teacher"] == 1.0
+    assert forward["DistilHuBERT baseline"]["time_vs_baseline"] == 1.0
+    for row in forward.values():
+        assert len(row["times_s"]) == 2 and all(t > 0 for t in row["times_s"])
+        assert row["peak_memory_mib"] is not None
+    assert [row["mode"] for row in run["training"]] == list(benchmark.HISTORY_MODES)
+    for row in run["training"]:
+        assert 0 < row["teacher_s"] < row["median_s"] and row["peak_memory_mib"] is not None
+
+    for name in models + ["Free-running generation", "One training step", "Goals", "23.49M", "| cpu | fp32 |"]:
+        assert name in markdown, name
+    # The markdown tables are well formed: each row has as many cells as its header.
+    for block in markdown.split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        assert len({row.count("|") for row in rows}) <= 1, block
+
+
+def test_parameter_rows_count_the_built_models(results):
+    rows = {row["model"]: row["parameters"] for row in results["parameters"]}
+    torch.manual_seed(0)
+    baseline, _ = benchmark.load_student_yaml(str(benchmark.BASELINE_YAML), TINY_STUDENTS, seed=0)
+    heads = benchmark.count_parameters(baseline.prediction_heads)
+    assert rows["DistilHuBERT baseline, with prediction heads"] == benchmark.count_parameters(baseline)
+    assert rows["DistilHuBERT baseline, without heads"] == benchmark.count_parameters(baseline) - heads
+    assert rows["GenDistiller, CNN 16 channels"] < rows["GenDistiller"]
+    assert "GenDistiller [fused GroupNorm]" not in rows  # same parameters as GenDistiller
+
+
+def test_kv_cache_and_recomputing_agree(results):
+    for run in results["runs"]:
+        assert run["generation"]["max_abs_diff"] < 1e-4
+    goal = next(g for g in results["goals"] if g["goal"].startswith("KV cache and recomputing"))
+    assert goal["met"] is True
+
+
+def test_recomputing_reproduces_generation_on_a_padded_batch():
+    student, _ = benchmark.load_student_yaml(str(benchmark.GENDISTILL_YAML), TINY_STUDENTS, seed=0)
+    student.eval()
+    wavs, wav_lens = torch.randn(3, 4000), torch.tensor([1.0, 0.7, 0.4])
+    with torch.no_grad():
+        x0, mask = student.frontend(wavs, wav_lens)
+        cached = student.generator(x0, mask)
+        recomputed = benchmark.generate_by_recomputing(student.generator, x0, mask)
+    valid = mask[None, :, :, None]
+    assert cached.shape == recomputed.shape == (3, 3, mask.shape[1], 48)
+    assert ((cached - recomputed) * valid).abs().max() < 1e-4
+
+
+def test_fused_group_norm_keeps_every_valid_frame():
+    torch.manual_seed(0)
+    reference = MaskedGroupNorm(6)
+    torch.nn.init.normal_(reference.weight)
+    torch.nn.init.normal_(reference.bias)
+    fused = FusedMaskedGroupNorm(6)
+    fused.load_state_dict(reference.state_dict())
+    x = 3.0 * torch.randn(3, 6, 50) + 1.0
+    for lengths in ([50, 50, 50], [50, 31, 7]):
+        mask = lengths_to_mask(torch.tensor(lengths), 50)
+        m = mask[:, None, :]
+        assert torch.allclose(reference(x, mask) * m, fused(x, mask) * m, atol=1e-5)
+    student, _ = benchmark.load_student_yaml(str(benchmark.GENDISTILL_YAML), TINY_STUDENTS, seed=0)
+    norms = [type(module) for module in fused_group_norm(student).modules() if isinstance(module, MaskedGroupNorm)]
+    assert norms == [FusedMaskedGroupNorm]
+
+
+def test_mismatched_teacher_width_is_named():
+    settings = tiny_settings(yaml_overrides={**TINY_STUDENTS, "target_dim": 40}, memory=False)
+    with pytest.raises(ValueError, match="target_dim 40 differs from the teacher's hidden size 48"):
+        benchmark.run_benchmark(settings)
