@@ -103,12 +103,16 @@ class MaskedGroupNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(num_channels))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask[:, None, :].to(x.dtype)
-        count = m.sum(dim=2, keepdim=True).clamp(min=1.0)
-        mean = (x * m).sum(dim=2, keepdim=True) / count
-        var = (((x - mean) * m) ** 2).sum(dim=2, keepdim=True) / count
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return x * self.weight[None, :, None] + self.bias[None, :, None]
+        if not torch.jit.is_tracing() and bool(mask.all()):
+            # No padding: PyTorch's fused kernel computes the same statistics, several times faster.
+            return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+        # Sums over valid frames as matrix-vector products: no masked copy of x.
+        m = mask.to(x.dtype)[:, :, None]  # [B, T, 1]
+        count = m.sum(dim=1, keepdim=True).clamp(min=1.0)
+        mean = torch.bmm(x, m) / count
+        var = (torch.bmm(x.square(), m) / count - mean.square()).clamp(min=0.0)
+        scale = self.weight[None, :, None] * torch.rsqrt(var + self.eps)
+        return torch.addcmul(self.bias[None, :, None] - mean * scale, x, scale)
 
 
 class ConvBlock(nn.Module):
