@@ -185,8 +185,10 @@ class LayerMixer(nn.Module):
     >>> torch.equal(LayerMixer(3, "last")(hiddens), hiddens[-1])
     True
     >>> mixer = LayerMixer(3, "weighted")
-    >>> torch.allclose(mixer(hiddens), hiddens.mean(0), atol=1e-6), [round(w, 3) for w in mixer.layer_weights().tolist()]
-    (True, [0.333, 0.333, 0.333])
+    >>> torch.allclose(mixer(hiddens), hiddens.mean(0), atol=1e-6)
+    True
+    >>> [round(weight, 3) for weight in mixer.layer_weights().tolist()]
+    [0.333, 0.333, 0.333]
     """
 
     def __init__(self, num_layers: int, layer_mode: str = "last", normalize: bool = False) -> None:
