@@ -133,6 +133,7 @@ class Settings:
     warmup: int = 2
     threads: int = 2
     devices: list[str] = dataclasses.field(default_factory=lambda: available_devices())
+    dtypes: list[str] | None = None  # None: see dtypes_for
     memory: bool = True
     seed: int = 0
     quick: bool = False
@@ -148,8 +149,10 @@ def available_devices() -> list[str]:
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 
 
-def dtypes_for(device: str) -> list[str]:
-    """fp32 everywhere, bf16 autocast rows on a GPU."""
+def dtypes_for(device: str, settings: Settings) -> list[str]:
+    """The settings' dtypes, else fp32 everywhere and bf16 autocast rows too on a GPU."""
+    if settings.dtypes:
+        return settings.dtypes
     return ["fp32", "bf16"] if device == "cuda" else ["fp32"]
 
 
@@ -524,13 +527,13 @@ def run_benchmark(settings: Settings) -> dict:
         teacher_dir = save_teacher(Path(folder), settings.teacher_config, settings.seed)
         teacher, students = build_models(settings, teacher_dir)
         results["parameters"] = parameter_rows(settings, teacher, students)
-        memory = {"cpu": measure_memory_in_subprocess(settings, teacher_dir)} if settings.memory else {}
+        memory = {"cpu/fp32": measure_memory_in_subprocess(settings, teacher_dir)} if settings.memory else {}
         runs = []
         for device in settings.devices:
             teacher.to(device)
             for student in students.values():
                 student.to(device)
-            for dtype in dtypes_for(device):
+            for dtype in dtypes_for(device, settings):
                 if settings.memory and device == "cuda":
                     workloads = memory_workloads(settings, teacher, students, device, dtype)
                     memory[f"cuda/{dtype}"] = {name: peak_cuda_mib(fn) for name, fn in workloads.items()}
@@ -586,7 +589,7 @@ def student_part(times: dict[str, list[float]]) -> list[float]:
 def summarise_run(run: dict, memory: dict) -> dict:
     """Medians and ratios of one device/dtype run."""
     device, dtype = run["device"], run["dtype"]
-    peaks = memory.get("cpu" if device == "cpu" else f"cuda/{dtype}", {})
+    peaks = memory.get(f"{device}/{dtype}", {})  # on CPU, fp32 only
     baseline = STUDENT_NAMES["baseline"]
     forward = {name: median(times["total"]) for name, times in run["forward"].items()}
     forward_rows = [
@@ -699,7 +702,7 @@ def render_markdown(results: dict, command: str = "") -> str:
         f" Training step: batch {settings['train_batch']} x {settings['train_seconds']:g} s (relative lengths 1.0"
         " down to 0.8), teacher forward without gradients, student forward, loss, backward, AdamW step."
         + (" Quick run: fewer repetitions, shorter training audio." if settings["quick"] else ""),
-        "Peak memory: on CPU, VmHWM - VmRSS around the second call in a fresh process (after malloc_trim);"
+        "Peak memory: on CPU (fp32 only), VmHWM - VmRSS around the second call in a fresh process (after malloc_trim);"
         " on GPU, torch.cuda.max_memory_allocated beyond the memory allocated before the call.",
         "",
         "## Parameters",
@@ -834,6 +837,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--out", type=Path, default=Path("results/benchmark"), help="folder for benchmark.md/json")
     parser.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], default=None, help="default: all present")
+    parser.add_argument("--dtypes", nargs="+", choices=["fp32", "bf16"], help="default: fp32, and bf16 on a GPU")
     parser.add_argument("--prototypes", action="store_true", help="add rows for the changes in prototypes.py")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
@@ -844,6 +848,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(threads=args.threads, memory=not args.no_memory)
     if args.devices:
         settings.devices = args.devices
+    settings.dtypes = args.dtypes
     if args.prototypes:
         settings.variants += prototype_variants(PAPER_COMPACT_CNNS["128 then 256 channels"])
     if args.quick:

@@ -50,8 +50,10 @@ def tiny_settings(**changes) -> benchmark.Settings:
         forward_seconds=0.5,
         train_seconds=0.5,
         repeats=2,
-        warmup=1,
+        warmup=0,
+        threads=1,
         devices=["cpu"],
+        dtypes=["fp32", "bf16"],  # bf16 autocast runs on CPU too: the GPU's bf16 path, tested here
     )
     return benchmark.dataclasses.replace(settings, **changes)
 
@@ -68,8 +70,8 @@ def test_json_and_markdown_hold_every_section(results, tmp_path):
     assert {"settings", "machine", "parameters", "memory", "runs", "goals", "references"} <= set(saved)
 
     models = ["teacher", "DistilHuBERT baseline", "GenDistiller", "GenDistiller, CNN 16 channels"]
+    assert [(run["device"], run["dtype"]) for run in saved["runs"]] == [("cpu", "fp32"), ("cpu", "bf16")]
     run = saved["runs"][0]
-    assert (run["device"], run["dtype"]) == ("cpu", "fp32")
     forward = {row["model"]: row for row in run["forward"]}
     assert set(models) < set(forward)
     assert forward["teacher"]["speedup_vs_teacher"] == 1.0
@@ -81,7 +83,9 @@ def test_json_and_markdown_hold_every_section(results, tmp_path):
     for row in run["training"]:
         assert 0 < row["teacher_s"] < row["median_s"] and row["peak_memory_mib"] is not None
 
-    for name in models + ["Free-running generation", "One training step", "Goals", "23.49M", "| cpu | fp32 |"]:
+    bf16 = {row["model"]: row for row in saved["runs"][1]["forward"]}
+    assert set(bf16) == set(forward) and all(row["peak_memory_mib"] is None for row in bf16.values())
+    for name in models + ["Free-running generation", "One training step", "Goals", "23.49M", "| cpu | bf16 |"]:
         assert name in markdown, name
     # The markdown tables are well formed: each row has as many cells as its header.
     for block in markdown.split("\n\n"):
@@ -101,8 +105,8 @@ def test_parameter_rows_count_the_built_models(results):
 
 
 def test_kv_cache_and_recomputing_agree(results):
-    for run in results["runs"]:
-        assert run["generation"]["max_abs_diff"] < 1e-4
+    diffs = {run["dtype"]: run["generation"]["max_abs_diff"] for run in results["runs"]}
+    assert diffs["fp32"] < 1e-4 and diffs["bf16"] < 0.5  # bf16 keeps 8 bits of mantissa
     goal = next(g for g in results["goals"] if g["goal"].startswith("KV cache and recomputing"))
     assert goal["met"] is True
 
