@@ -138,7 +138,7 @@ def test_gendistill_epoch_resumes_after_kill_and_exports(mini_librispeech, wavlm
     student = checkpoint_student("distill_tiny.yaml", mini_librispeech, wavlm_dir, resumed)
     assert_export_matches(student, resumed / "student")
     card = (resumed / "student" / "README.md").read_text()
-    assert str(wavlm_dir) in card and "dev L1, layer 4" in card and "teacher_forcing" in card
+    assert str(wavlm_dir) in card and "dev L1, layer 4" in card and "free_running" in card
 
 
 def test_distilhubert_baseline_one_epoch_and_export(mini_librispeech, hubert_dir, tmp_path):
