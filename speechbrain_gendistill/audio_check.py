@@ -167,7 +167,9 @@ def check_manifest(
             results = [inspect_audio(path, sample_rate, min_samples) for path in todo]
         for path, result in zip(todo, results, strict=True):
             known[path] = {**result, "fingerprint": fingerprints[path]}
-        cache_path.write_text(json.dumps(cache))
+        temporary = cache_path.with_name(f".{cache_path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(cache))
+        os.replace(temporary, cache_path)
     results = known
 
     bad = []
@@ -194,8 +196,11 @@ def check_manifest(
     logger.warning("%s: skipped %d of %d utterances with bad audio", manifest, len(bad), len(rows))
     bad_ids = {utt_id for utt_id, _, _ in bad}
     checked = manifest.with_name(manifest.stem + ".checked.csv")
-    with open(checked, "w", newline="") as handle:
+    # Several DDP processes may check at once: each writes its own file, then renames it into place.
+    temporary = checked.with_name(f".{checked.name}.{os.getpid()}")
+    with open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(row for row in rows if row["ID"] not in bad_ids)
+    os.replace(temporary, checked)
     return checked
