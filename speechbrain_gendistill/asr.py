@@ -601,7 +601,11 @@ def prepare_asr_data(hparams: dict) -> tuple[DynamicItemDataset, DynamicItemData
         run_on_main(check_manifest, args=[manifest], kwargs={"skip_bad_audio": hparams["skip_bad_audio"]})
         manifests[name] = check_manifest(manifest, skip_bad_audio=hparams["skip_bad_audio"], num_workers=1)
     tokenizer = build_tokenizer(
-        hparams["tokenizer"], manifests["train"], hparams["save_folder"], hparams["blank_index"]
+        hparams["tokenizer"],
+        manifests["train"],
+        hparams["save_folder"],
+        hparams["blank_index"],
+        hparams["output_neurons"],
     )
     check_transcripts(manifests.values(), tokenizer)
     crop = AudioCrop(max_duration=0, random_crop=False)  # whole utterances
@@ -689,7 +693,7 @@ def _references(node: Any) -> set[str]:
     return found
 
 
-def _model_entries(hparams_file: str | Path, overrides: str, roots: Iterable[str]) -> str:
+def _model_entries(hparams_file: str | Path, overrides: str | dict, roots: Iterable[str]) -> str:
     """The recipe YAML's entries that ``roots`` need, with their tags and references, as YAML text.
 
     The entries replaced by the export (:data:`EXPORT_REPLACED`) are left out.
@@ -698,7 +702,7 @@ def _model_entries(hparams_file: str | Path, overrides: str, roots: Iterable[str
     with open(hparams_file, encoding="utf-8") as handle:
         tree = yaml.load(handle)
     if overrides:
-        recursive_update(tree, yaml.load(overrides), must_match=False)
+        recursive_update(tree, yaml.load(overrides) if isinstance(overrides, str) else overrides, must_match=False)
     needed, todo = set(), list(roots)
     while todo:
         key = todo.pop()
@@ -745,7 +749,7 @@ def export_asr(
     hparams: dict,
     tokenizer: Tokenizer,
     hparams_file: str | Path,
-    overrides: str = "",
+    overrides: str | dict | None = None,
 ) -> Path:
     """Writes the trained ASR in SpeechBrain's pretrained-model layout, loadable offline with ``speechbrain.inference``.
 
@@ -758,6 +762,19 @@ def export_asr(
     rebuilt as it was trained. It names the encoder folder by its absolute
     path (key ``ssl_source``): after moving the folder, pass
     ``overrides={"ssl_source": ...}`` to ``from_hparams``.
+
+    Arguments
+    ---------
+    folder : str or Path
+        Where the model goes (created if needed).
+    brain_class : type
+        :class:`CTCBrain` (loaded by ``EncoderASR``) or :class:`CTCAttentionBrain` (``EncoderDecoderASR``).
+    hparams : dict
+        The loaded recipe YAML, with the trained modules.
+    tokenizer : CTCTextEncoder or sentencepiece.SentencePieceProcessor
+        The recipe's tokenizer.
+    hparams_file : str or Path
+        The recipe's YAML file, and ``overrides`` (a YAML string or a dict) as they were applied.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
