@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
-from speechbrain_gendistill.checkpoints import IntegrityCheckpointer
+from speechbrain_gendistill.checkpoints import IntegrityCheckpointer, seal_checkpoint
 
 # Saves one checkpoint, then dies by SIGKILL in the middle of writing the next one.
 KILLED_WHILE_SAVING = textwrap.dedent(
@@ -83,3 +85,26 @@ def test_a_damaged_file_is_detected(tmp_path):
     assert [c.path for c in checkpointer.list_checkpoints()] == [first.path]
     third = checkpointer.save_checkpoint()  # a new intact checkpoint clears the broken one away
     assert not second.path.exists() and first.path.exists() and third.path.exists()
+
+
+class Payload:
+    """Unpickling this object would create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_shared_checkpoint_holding_a_pickle_payload_is_refused(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    checkpointer = IntegrityCheckpointer(tmp_path / "save", recoverables={"model": model})
+    checkpoint = checkpointer.save_checkpoint()
+    marker = tmp_path / "payload_ran"
+    with open(checkpoint.path / "model.ckpt", "wb") as handle:
+        pickle.dump({"weight": Payload(marker)}, handle)
+    seal_checkpoint(checkpoint.path)  # whoever shared it sealed it too
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        checkpointer.recover_if_possible()
+    assert not marker.exists()
