@@ -89,6 +89,7 @@ def ssl_lobe(source: str, freeze: bool = True, save_path: str = "", output_norm:
         SpeechBrain's lobe for that model type).
     freeze : bool
         Frozen features, or fine-tuning (the recipe then gives the lobe its own optimiser).
+        A HuggingFace model is fine-tuned without LayerDrop.
     save_path : str
         Download cache of a hub model.
     output_norm : bool
@@ -126,9 +127,13 @@ def ssl_lobe(source: str, freeze: bool = True, save_path: str = "", output_norm:
             f"student_source {source!r} is a {model_type!r} model; supported: an exported student, "
             f"or one of {sorted(TEACHER_LOBES)}"
         )
-    return TEACHER_LOBES[model_type](
+    lobe = TEACHER_LOBES[model_type](
         source, save_path=save_path, freeze=freeze, output_norm=output_norm, output_all_hiddens=True
     )
+    # HF's LayerDrop skips layers in training, and a skipped layer gives no hidden state:
+    # the number of layers returned would change from batch to batch.
+    lobe.model.config.layerdrop = 0.0
+    return lobe
 
 
 def _probe(ssl: nn.Module) -> torch.Size:
@@ -245,8 +250,9 @@ def build_tokenizer(
     save_folder: str | Path,
     blank_index: int,
     output_neurons: int,
+    characters: str | None = None,
 ) -> Tokenizer:
-    """Creates (or reloads) the recipe's tokenizer from the training transcripts.
+    """Creates (or reloads) the recipe's tokenizer.
 
     Arguments
     ---------
@@ -261,7 +267,13 @@ def build_tokenizer(
     blank_index : int
         The CTC blank (characters only; with sentencepiece it is the unknown piece's index).
     output_neurons : int
-        The model's number of outputs, which must cover every token.
+        The model's number of outputs: the number of tokens (the CTC blank
+        included) with sentencepiece or ``characters``, at least that otherwise.
+    characters : str, optional
+        The character inventory (plus the blank), in this order; without it,
+        the characters of the training transcripts. A fixed inventory gives
+        every output a label, and a transcript with another character is
+        reported by :func:`check_transcripts`.
 
     Returns
     -------
@@ -273,19 +285,22 @@ def build_tokenizer(
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "train.csv").write_text("ID,wrd\\na,HELLO WORLD\\n")
-    >>> encoder = build_tokenizer(CTCTextEncoder(), folder / "train.csv", folder, blank_index=0, output_neurons=32)
+    >>> encoder = build_tokenizer(CTCTextEncoder(), folder / "train.csv", folder, blank_index=0, output_neurons=9)
     >>> decode_tokens(encoder, [encode_text(encoder, "HELLO")])
     ['HELLO']
+    >>> fixed = build_tokenizer(CTCTextEncoder(), folder / "train.csv", tempfile.mkdtemp(), 0, 5, characters="HELO")
+    >>> [fixed.ind2lab[index] for index in range(5)]
+    ['<blank>', 'E', 'L', 'O', 'H']
     >>> build_tokenizer(CTCTextEncoder(), folder / "train.csv", tempfile.mkdtemp(), blank_index=0, output_neurons=4)
     Traceback (most recent call last):
     ...
-    ValueError: output_neurons: 4 outputs cannot hold the 9 tokens of the tokenizer (the CTC blank included)
+    ValueError: output_neurons: 4 outputs for the 9 tokens of the tokenizer (the CTC blank included)
     """
     if isinstance(tokenizer, CTCTextEncoder):
-        transcripts = [text for _, text in _read_transcripts(train_csv)]
+        labels = [characters] if characters else [text for _, text in _read_transcripts(train_csv)]
         tokenizer.load_or_create(
             path=str(Path(save_folder) / "label_encoder.txt"),
-            from_iterables=[transcripts],
+            from_iterables=[labels],
             sequence_input=True,
             special_labels={"blank_label": blank_index},
         )
@@ -298,10 +313,10 @@ def build_tokenizer(
             "tokenizer must be a CTCTextEncoder or !name:speechbrain.tokenizers.SentencePiece.SentencePiece, "
             f"got {tokenizer!r}"
         )
-    if size > output_neurons:
+    fixed = characters or not isinstance(tokenizer, CTCTextEncoder)
+    if size > output_neurons or (fixed and size != output_neurons):
         raise ValueError(
-            f"output_neurons: {output_neurons} outputs cannot hold the {size} tokens of the tokenizer "
-            "(the CTC blank included)"
+            f"output_neurons: {output_neurons} outputs for the {size} tokens of the tokenizer (the CTC blank included)"
         )
     return tokenizer
 
@@ -488,9 +503,10 @@ class CTCAttentionBrain(ASRBrain):
     """Joint CTC/attention: ``modules.encoder`` gives states read by ``ctc_lin`` and the attentional decoder.
 
     The loss is ``ctc_weight * CTC + (1 - ctc_weight) * NLL`` of the decoder
-    (teacher forcing); validation and test run the joint CTC/attention beam
-    searches ``valid_search`` and ``test_search``, the latter being what
-    ``speechbrain.inference.ASR.EncoderDecoderASR`` runs on the export.
+    (teacher forcing). Validation decodes with ``valid_search`` (any of
+    SpeechBrain's S2S searchers; the tiny config's is greedy), the test with
+    ``test_search``, the joint CTC/attention beam search that
+    ``speechbrain.inference.ASR.EncoderDecoderASR`` also runs on the export.
     """
 
     inference_class = "EncoderDecoderASR"
@@ -606,6 +622,7 @@ def prepare_asr_data(hparams: dict) -> tuple[DynamicItemDataset, DynamicItemData
         hparams["save_folder"],
         hparams["blank_index"],
         hparams["output_neurons"],
+        hparams.get("characters"),
     )
     check_transcripts(manifests.values(), tokenizer)
     crop = AudioCrop(max_duration=0, random_crop=False)  # whole utterances
