@@ -11,7 +11,9 @@ Models, at paper scale unless the settings say otherwise:
   front-ends (``conv_layers`` with fewer channels), and with ``--candidates``
   smaller generators.
 
-Measured: parameters; forward time on one utterance (models interleaved round
+Measured: parameters; the arithmetic of one forward (floating-point operations
+counted by ``torch.utils.flop_counter``: the speed-up that equal efficiency
+would give); forward time on one utterance (models interleaved round
 robin within each repetition; medians; ratios to the teacher measured in the
 same run); peak memory; GenDistiller's free-running generation with its KV
 cache against recomputing the whole prefix at each step (and whether both give
@@ -43,6 +45,8 @@ from pathlib import Path
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from torch.nn.utils import parametrize
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
 from speechbrain_gendistill.attention import block_causal_mask
@@ -211,6 +215,16 @@ def build_models(settings: Settings, teacher_dir: Path) -> tuple[SSLTeacher, dic
 
 def count_parameters(module: torch.nn.Module) -> int:
     return sum(parameter.numel() for parameter in module.parameters())
+
+
+def forward_flops(model: torch.nn.Module, wavs: torch.Tensor) -> int:
+    """Floating-point operations of one forward on ``wavs``, as ``torch.utils.flop_counter`` counts them."""
+    # Weight-norm parametrisations are computed once, outside the counting mode, which cannot run them.
+    with torch.inference_mode(), parametrize.cached():
+        model(wavs)
+        with FlopCounterMode(display=False) as counter:
+            model(wavs)
+    return counter.get_total_flops()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -514,6 +528,7 @@ def run_benchmark(settings: Settings) -> dict:
         teacher_dir = save_teacher(Path(folder), settings.teacher_config, settings.seed)
         teacher, students = build_models(settings, teacher_dir)
         results["parameters"] = parameter_rows(teacher, students)
+        results["flops"] = flop_rows(teacher, students, forward_input(settings, "cpu"))
         memory = {"cpu/fp32": measure_memory_in_subprocess(settings, teacher_dir)} if settings.memory else {}
         runs = []
         for device in settings.devices:
@@ -556,6 +571,21 @@ def parameter_rows(teacher: SSLTeacher, students: dict[str, torch.nn.Module]) ->
     for row in rows:
         row["fraction_of_teacher"] = row["parameters"] / teacher_count
     return rows
+
+
+def flop_rows(teacher: SSLTeacher, students: dict[str, torch.nn.Module], wavs: torch.Tensor) -> list[dict]:
+    flops = {"teacher": forward_flops(teacher, wavs)}
+    flops.update({name: forward_flops(student, wavs) for name, student in students.items()})
+    baseline = flops[STUDENT_NAMES["baseline"]]
+    return [
+        {
+            "model": name,
+            "flops": count,
+            "fraction_of_teacher": count / flops["teacher"],
+            "vs_baseline": count / baseline,
+        }
+        for name, count in flops.items()
+    ]
 
 
 REFERENCES = [
@@ -709,6 +739,20 @@ def render_markdown(results: dict, command: str = "") -> str:
         [
             [row["model"], fmt(row["parameters"] / 1e6, 2), f"{100 * row['fraction_of_teacher']:.1f}%"]
             for row in results["parameters"]
+        ],
+    )
+    lines += ["", f"## Arithmetic of one forward on {settings['forward_seconds']:g} s of audio", ""]
+    lines += [
+        "Floating-point operations counted by `torch.utils.flop_counter` (multiply and add counted apart):"
+        " the teacher's count over a model's is the speed-up that equal efficiency would give.",
+        "",
+    ]
+    lines += table(
+        ["Model", "GFLOPs", "Fraction of the teacher", "Teacher / model", "Model / baseline"],
+        [
+            [row["model"], fmt(row["flops"] / 1e9, 1), f"{100 * row['fraction_of_teacher']:.1f}%"]
+            + [ratio(1 / row["fraction_of_teacher"]), ratio(row["vs_baseline"])]
+            for row in results["flops"]
         ],
     )
     runs = list(zip(results["runs"], results["runs_min"], strict=True))

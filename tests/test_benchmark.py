@@ -65,7 +65,9 @@ def test_json_and_markdown_hold_every_section(results, tmp_path):
     markdown = benchmark.write_outputs(results, tmp_path, "python benchmarks/benchmark.py --tiny")
     saved = json.loads((tmp_path / "benchmark.json").read_text())
     assert saved["runs"] and (tmp_path / "benchmark.md").read_text() == markdown
-    assert {"settings", "machine", "parameters", "memory", "runs", "runs_min", "goals", "references"} <= set(saved)
+    assert {"settings", "machine", "parameters", "flops", "memory", "runs", "runs_min", "goals", "references"} <= set(
+        saved
+    )
 
     models = ["teacher", "DistilHuBERT baseline", "GenDistiller", "GenDistiller, CNN 16 channels"]
     assert [(run["device"], run["dtype"]) for run in saved["runs"]] == [("cpu", "fp32"), ("cpu", "bf16")]
@@ -83,7 +85,14 @@ def test_json_and_markdown_hold_every_section(results, tmp_path):
 
     bf16 = {row["model"]: row for row in saved["runs"][1]["forward"]}
     assert set(bf16) == set(forward) and all(row["peak_memory_mib"] is None for row in bf16.values())
-    for name in models + ["Free-running generation", "One training step", "Goals", "23.49M", "| cpu | bf16 |"]:
+    for name in models + [
+        "Arithmetic",
+        "Free-running generation",
+        "One training step",
+        "Goals",
+        "23.49M",
+        "| cpu | bf16 |",
+    ]:
         assert name in markdown, name
     # The markdown tables are well formed: each row has as many cells as its header.
     for block in markdown.split("\n\n"):
@@ -100,6 +109,18 @@ def test_parameter_rows_count_the_built_models(results):
     assert rows["DistilHuBERT baseline, without heads"] == benchmark.count_parameters(baseline) - heads
     assert rows["GenDistiller, CNN 16 channels"] < rows["GenDistiller"]
     assert rows["GenDistiller, 1 block"] < rows["GenDistiller"]
+
+
+def test_flop_rows_follow_the_architectures(results):
+    flops = {row["model"]: row["flops"] for row in results["flops"]}
+    assert flops["teacher"] > flops["GenDistiller"] > flops["GenDistiller, 1 block"] > 0
+    assert flops["GenDistiller, CNN 16 channels"] < flops["GenDistiller"]
+    # One generator block on T frames: its linear layers alone cost 2 * T * (4 d^2 + 2 d d_ffn) per step, 3 steps.
+    frames = 24  # 0.5 s of audio through the 7-layer CNN
+    d, d_ffn, steps = TINY_STUDENTS["d_model"], TINY_STUDENTS["d_ffn"], len(TINY_STUDENTS["target_layers"])
+    assert flops["GenDistiller"] - flops["GenDistiller, 1 block"] >= steps * 2 * frames * (4 * d * d + 2 * d * d_ffn)
+    row = next(row for row in results["flops"] if row["model"] == "DistilHuBERT baseline")
+    assert row["vs_baseline"] == 1.0
 
 
 def test_kv_cache_and_recomputing_agree(results):
