@@ -28,6 +28,7 @@ setup(
         "numpy",
         "scipy",
         "matplotlib",
+        "pyyaml",
         "espeakng-loader",
     ],
     extras_require={

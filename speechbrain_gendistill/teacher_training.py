@@ -31,6 +31,7 @@ from typing import Any
 
 import speechbrain as sb
 import torch
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 from transformers import Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
 
@@ -271,8 +272,21 @@ def train_teacher(argv: list[str]) -> Path:
     return trained_folder
 
 
+def _relative(path: str | Path) -> str:
+    """``path`` from the repository root when it lies inside it."""
+    path, root = Path(path).resolve(), Path(__file__).resolve().parents[1]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def _card(hparams: dict, hparams_file: str, overrides: str) -> dict[str, Any]:
     """What the shipped teacher's README records: how it was trained, on what, and how well."""
+    # The command line, with this machine's folders as placeholders.
+    placeholders = {"data_folder": "<corpus>", "output_folder": "<output>", "pack_folder": "<packed>"}
+    given = yaml.safe_load(overrides) if overrides else {}
+    arguments = " ".join(
+        f"--{key}={placeholders.get(key, json.dumps(value) if not isinstance(value, str) else value)}"
+        for key, value in (given or {}).items()
+    )
     log = [line for line in Path(hparams["train_log"]).read_text().splitlines() if line.startswith("epoch:")]
     corpus_record = Path(hparams["data_folder"]) / "corpus.json"
     corpus = json.loads(corpus_record.read_text()) if corpus_record.is_file() else {}
@@ -280,7 +294,7 @@ def _card(hparams: dict, hparams_file: str, overrides: str) -> dict[str, Any]:
     return {
         "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
         "layers, width": f"{model.config.num_hidden_layers}, {model.config.hidden_size}",
-        "trained by": f"`python -m speechbrain_gendistill.teacher_training {hparams_file}` with `{overrides}`",
+        "trained by": f"`python -m speechbrain_gendistill.teacher_training {_relative(hparams_file)} {arguments}`",
         "corpus options": json.dumps(corpus.get("options")),
         "train data": ", ".join(hparams["train_splits"]),
         "epochs": len(log),
