@@ -1,6 +1,6 @@
 """The whole job in miniature, in one command: corpus, teacher, two distillations, probes, report.
 
-    python -m speechbrain_gendistill.demo --output_folder DIR [--quick] [--ablations]
+    python -m speechbrain_gendistill.demo --output_folder DIR [--quick] [--ablations [NAME ...]]
 
 1. builds the synthetic mini-LibriSpeech (``corpus.py``);
 2. trains a small WavLM teacher on it from scratch (``teacher_training.py``);
@@ -135,7 +135,25 @@ def _quote(arg: str) -> str:
 
 
 class StageRunner:
-    """Runs the numbered stages, records what finished in ``stages.json``, and reuses it on a rerun."""
+    """Runs the numbered stages, records what finished in ``stages.json``, and reuses it on a rerun.
+
+    Arguments
+    ---------
+    folder : Path
+        The demo's output folder (holds ``stages.json``).
+    total : int
+        Number of stages, for the progress lines.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> StageRunner(folder, total=1).run(1, "hello", "a file", (folder / "a").is_file, (folder / "a").touch)
+    [1/1] hello: a file ...
+    [1/1] hello: done in 0 s
+    >>> StageRunner(folder, total=1).run(1, "hello", "a file", (folder / "a").is_file, (folder / "a").touch)
+    [1/1] hello: reused from an earlier run (a file; built in 0 s)
+    """
 
     def __init__(self, folder: Path, total: int) -> None:
         self.folder = folder
@@ -145,6 +163,7 @@ class StageRunner:
         self.built = []  # the stages this run built (not reused)
 
     def run(self, number: int, name: str, what: str, done: Callable[[], bool], build: Callable[[], None]) -> None:
+        """Calls ``build`` unless an earlier run recorded stage ``name`` and ``done()`` finds its outputs."""
         prefix = f"[{number}/{self.total}] {name}:"
         if name in self.record and done():
             print(f"{prefix} reused from an earlier run ({what}; built in {self.record[name]['seconds']:.0f} s)")
@@ -164,18 +183,39 @@ class StageRunner:
 
 
 class Demo:
-    """The demo's stages over one output folder (see the module docstring)."""
+    """The demo's stages over one output folder (see the module docstring); ``run`` runs them all.
 
-    def __init__(self, config: dict[str, Any], folder: Path, ablations: bool = False) -> None:
+    Arguments
+    ---------
+    config : dict
+        The demo's settings (:func:`load_config`), with ``teacher.train_here`` set.
+    folder : Path
+        The output folder.
+    ablations : list of str, optional
+        Also distil and probe these GenDistiller variants of ``config["ablations"]``.
+
+    Example
+    -------
+    >>> config = load_config(quick=True)
+    >>> config["teacher"]["train_here"] = False
+    >>> sorted(Demo(config, Path("out")).encoders())
+    ['distilhubert', 'gendistiller', 'random_teacher', 'teacher']
+    """
+
+    def __init__(self, config: dict[str, Any], folder: Path, ablations: list[str] | None = None) -> None:
         self.config = config
         self.train_teacher_here = config["teacher"]["train_here"]
         self.folder = folder.resolve()
         self.corpus = self.folder / "corpus"
         self.teacher_folder = self.folder / "teacher"
         self.students = dict(config["distill"]["students"])
+        unknown = sorted(set(ablations or ()) - set(config["ablations"]))
+        if unknown:
+            raise ValueError(f"unknown ablations {unknown}; the demo's YAML has {sorted(config['ablations'])}")
         if ablations:
             base = self.students[GENDISTILLER]
-            for name, ablation in config["ablations"].items():
+            for name in ablations:
+                ablation = config["ablations"][name]
                 variant = copy.deepcopy(base)
                 variant["label"] = ablation["label"]
                 variant["overrides"].update(copy.deepcopy(ablation["overrides"]))
@@ -440,9 +480,9 @@ def read_train_log(path: Path) -> list[dict[str, float]]:
     -------
     >>> import tempfile
     >>> path = Path(tempfile.mkdtemp()) / "train_log.txt"
-    >>> _ = path.write_text("epoch: 1, lr: 1.00e-03 - train loss: 2.50 - valid l1_layer2: 5.00e-01\\n")
+    >>> _ = path.write_text("epoch: 1, weights: 0.2 0.8 - train loss: 2.50 - valid l1_layer2: 5.00e-01\\n")
     >>> read_train_log(path)
-    [{'epoch': 1.0, 'lr': 0.001, 'train_loss': 2.5, 'valid_l1_layer2': 0.5}]
+    [{'epoch': 1.0, 'train_loss': 2.5, 'valid_l1_layer2': 0.5}]
     """
     rows = []
     for line in path.read_text().splitlines():
@@ -452,7 +492,10 @@ def read_train_log(path: Path) -> list[dict[str, float]]:
         for part in line.split(" - "):
             for item in part.split(", "):
                 key, _, value = item.rpartition(": ")
-                row[key.replace(" ", "_")] = float(value)
+                try:
+                    row[key.replace(" ", "_")] = float(value)
+                except ValueError:  # not a number (e.g. a list of layer weights)
+                    continue
         rows.append(row)
     return rows
 
@@ -473,7 +516,9 @@ def measure(demo: Demo) -> dict[str, Any]:
     probes = {}
     for name in demo.encoders():
         summary = json.loads((demo.probe_folder(name) / "wer_summary.json").read_text())[TEST_SPLIT]
-        probes[name] = {"WER": summary["WER"], "CER": summary["CER"]}
+        # The probe tests its checkpoint of lowest dev WER: that WER is the dev figure.
+        dev_wer = min(row["valid_WER"] for row in read_train_log(demo.probe_folder(name) / "train_log.txt"))
+        probes[name] = {"dev_WER": dev_wer, "WER": summary["WER"], "CER": summary["CER"]}
     steps = {}
     for name in demo.students:
         log = read_train_log(demo.distill_folder(name) / "train_log.txt")
@@ -509,10 +554,16 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
     layers = measurements["target_layers"]
     params, seconds, probes = measurements["parameters"], measurements["forward_seconds"], measurements["probes"]
     steps = measurements["distill_steps"]
+    teacher_settings = demo.config["teacher"]
+    teacher_source = (
+        "in this run"
+        if demo.train_teacher_here
+        else f"the repository's `{teacher_settings['shipped']}`, trained by `{teacher_settings['hparams']}`"
+    )
     corpus_record = json.loads((demo.corpus / RECORD_NAME).read_text())["splits"]
     header = ["model", "parameters", f"forward time ({measurements['timing_audio_seconds']:g} s audio)"]
     header += [f"L1 layer {layer}" for layer in layers] + [f"cosine layer {layer}" for layer in layers]
-    header += ["test WER %", "test CER %"]
+    header += ["dev WER %", "test WER %", "test CER %"]
 
     def row(name: str, label: str) -> str:
         cells = [label, _millions(params[name])]
@@ -522,11 +573,11 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
         else:
             figures = measurements["layers"][name]
             cells += [f"{value:.3f}" for value in figures["l1"]] + [f"{value:.3f}" for value in figures["cosine"]]
-        cells += [f"{probes[name]['WER']:.2f}", f"{probes[name]['CER']:.2f}"]
+        cells += [f"{probes[name][key]:.2f}" for key in ("dev_WER", "WER", "CER")]
         return "| " + " | ".join(cells) + " |"
 
     table = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    table.append(row("teacher", "Teacher (WavLM, trained here)"))
+    table.append(row("teacher", "Teacher (WavLM)"))
     table += [row(name, demo.students[name]["label"]) for name in demo.students]
     baseline_params = params[BASELINE]
     lines = [
@@ -551,7 +602,7 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
         )
         + " (espeak-ng voices; no speaker in two splits).",
         f"- Teacher: WavLM with {measurements['teacher_layers']} layers, trained from scratch with character CTC "
-        f"on its last layer; target layers {layers}.",
+        f"on its last layer ({teacher_source}); target layers {layers}.",
         "- Distillation: "
         + ", ".join(f"{demo.students[name]['label']} {count} updates" for name, count in steps.items())
         + " (same data, batches and schedule).",
@@ -645,7 +696,12 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output_folder", required=True, type=Path, help="where everything goes")
     parser.add_argument("--quick", action="store_true", help="a small, fast run (tests)")
-    parser.add_argument("--ablations", action="store_true", help="also distil and probe the GenDistiller variants")
+    parser.add_argument(
+        "--ablations",
+        nargs="*",
+        metavar="NAME",
+        help="also distil and probe the GenDistiller variants of the demo's YAML (all, or those named)",
+    )
     parser.add_argument(
         "--train_teacher",
         action="store_true",
@@ -657,7 +713,8 @@ def main(argv: list[str] | None = None) -> str:
     config["teacher"]["train_here"] = args.train_teacher
     check_output_folder(args.output_folder, config)
     start = time.perf_counter()
-    text = Demo(config, args.output_folder, ablations=args.ablations).run()
+    ablations = None if args.ablations is None else (args.ablations or list(config["ablations"]))
+    text = Demo(config, args.output_folder, ablations=ablations).run()
     print(text)
     print(f"Report: {args.output_folder / 'report.md'} ({time.perf_counter() - start:.0f} s this run)")
     return text
