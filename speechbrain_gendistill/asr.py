@@ -36,11 +36,13 @@ from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
 from speechbrain.dataio.dataset import DynamicItemDataset, add_dynamic_item, set_output_keys
 from speechbrain.dataio.encoder import CTCTextEncoder
+from speechbrain.nnet.containers import LengthsCapableSequential
 from speechbrain.utils.distributed import if_main_process, run_on_main
 from torch import nn
 from transformers import AutoConfig
 
 from speechbrain_gendistill.audio_check import check_manifest
+from speechbrain_gendistill.components import ConvSpec, conv_output_lengths, relative_to_absolute
 from speechbrain_gendistill.data import (
     AudioCrop,
     duration_batch_sampler,
@@ -49,7 +51,7 @@ from speechbrain_gendistill.data import (
     train_dataloader,
     valid_dataloader,
 )
-from speechbrain_gendistill.export import CONFIG_FILE, EXPORT_FORMAT, DistilledSSL, export_student
+from speechbrain_gendistill.export import CONFIG_FILE, EXPORT_FORMAT, DistilledSSL, export_config
 from speechbrain_gendistill.librispeech_prepare import prepare_librispeech
 from speechbrain_gendistill.teacher import TEACHER_LOBES
 
@@ -98,6 +100,7 @@ def ssl_lobe(source: str, freeze: bool = True, save_path: str = "", output_norm:
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain_gendistill.export import export_student
     >>> from speechbrain_gendistill.student import GenDistillStudent
     >>> student = GenDistillStudent(target_dim=24, num_target_layers=3, d_model=16, num_layers=1,
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
@@ -168,6 +171,90 @@ def ssl_feature_dim(ssl: nn.Module) -> int:
     16
     """
     return _probe(ssl)[-1]
+
+
+def ssl_conv_layers(ssl: nn.Module) -> ConvSpec:
+    """The (channels, kernel, stride) of an SSL lobe's waveform CNN, which set its frame count.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_gendistill.export import export_student
+    >>> from speechbrain_gendistill.student import GenDistillStudent
+    >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
+    ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
+    >>> ssl_conv_layers(DistilledSSL(source=str(export_student(student, tempfile.mkdtemp()))))
+    [(16, 10, 5), (16, 3, 2)]
+    """
+    if isinstance(ssl, DistilledSSL):
+        return ssl.model.frontend.conv_layers
+    config = ssl.model.config
+    return list(zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=True))
+
+
+def frame_lengths(wav_lens: torch.Tensor, num_samples: int, conv_layers: ConvSpec) -> torch.Tensor:
+    """Relative lengths of a batch in encoder frames, from its relative lengths in samples.
+
+    Rescaling a relative length in samples to frames can round one padding frame
+    into a shorter item, or drop a valid one; counting each item's frames through
+    the CNN cannot. A quarter of a frame is added, so that ``lengths * T`` gives
+    the frame count both to SpeechBrain's code that rounds it (CTC loss,
+    attention, decoding) and to the code that truncates it (RNN packing).
+
+    Example
+    -------
+    >>> conv = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2  # 49 frames per second
+    >>> lens = torch.tensor([1.0, 490 / 16000, 15834 / 16000])
+    >>> (lens * 49).round().int().tolist()  # rescaled: one frame too many, then one too few
+    [49, 2, 48]
+    >>> counted = frame_lengths(lens, 16000, conv) * 49  # counted through the CNN
+    >>> counted.round().int().tolist(), counted.int().tolist()
+    ([49, 1, 49], [49, 1, 49])
+    """
+    samples = relative_to_absolute(wav_lens, num_samples, wav_lens.shape[0]).to(wav_lens.device)
+    frames = conv_output_lengths(samples, conv_layers)
+    total = conv_output_lengths(torch.tensor([num_samples], device=wav_lens.device), conv_layers)
+    return (frames.float() + 0.25) / total.float()
+
+
+class SSLEncoder(LengthsCapableSequential):
+    """The ASR encoder: an SSL lobe, then downstream layers that read lengths in encoder frames.
+
+    SpeechBrain's ``LengthsCapableSequential`` hands every layer the batch's
+    relative lengths in samples; here the layers after the first (the SSL lobe)
+    get :func:`frame_lengths` instead, so that a recurrent layer packs each
+    utterance's exact frames and a batched utterance is encoded as it is alone.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain.nnet.RNN import LSTM
+    >>> from speechbrain_gendistill.export import export_student
+    >>> from speechbrain_gendistill.student import GenDistillStudent
+    >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
+    ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
+    >>> ssl = DistilledSSL(source=str(export_student(student, tempfile.mkdtemp())))
+    >>> lstm = LSTM(hidden_size=8, input_shape=[None, None, 24], bidirectional=True)
+    >>> wavs = torch.randn(2, 1600)  # the second item: 928 samples (91 frames), then padding
+    >>> def batched_and_alone(encoder):
+    ...     return encoder(wavs, torch.tensor([1.0, 0.58]))[1, :91], encoder(wavs[1:, :928], torch.ones(1))[0]
+    >>> batched, alone = batched_and_alone(SSLEncoder(ssl, lstm).eval())
+    >>> alone.shape[0], bool((batched - alone).abs().max() < 1e-5)
+    (91, True)
+    >>> batched, alone = batched_and_alone(LengthsCapableSequential(ssl, lstm).eval())  # packs 92 frames
+    >>> bool((batched - alone).abs().max() < 1e-5)
+    False
+    """
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        num_samples = x.shape[1]
+        for index, (layer, lengths_arg) in enumerate(zip(self.values(), self.lengths_arg_names, strict=True)):
+            x = layer(x, **{lengths_arg: lengths}) if lengths_arg is not None else layer(x)
+            if isinstance(x, tuple):
+                x = x[0]
+            if index == 0 and lengths is not None:
+                lengths = frame_lengths(lengths, num_samples, ssl_conv_layers(layer))
+        return x
 
 
 class LayerMixer(nn.Module):
@@ -410,6 +497,10 @@ class ASRBrain(sb.Brain):
     ``tokenizer`` on the Brain and ``hparams.test_wer_file`` before each test split.
     """
 
+    def frame_lengths(self, wavs: torch.Tensor, wav_lens: torch.Tensor) -> torch.Tensor:
+        """The batch's relative lengths in encoder frames, for the CTC loss, the decoder and decoding."""
+        return frame_lengths(wav_lens, wavs.shape[1], ssl_conv_layers(self.hparams.ssl))
+
     def init_optimizers(self):
         """The downstream model's optimiser, and the SSL lobe's own one when it is fine-tuned."""
         self.model_optimizer = self.hparams.model_opt_class(self.hparams.model.parameters())
@@ -483,16 +574,16 @@ class CTCBrain(ASRBrain):
         wavs, wav_lens = batch.sig
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
-        return self.modules.encoder(wavs, wav_lens), wav_lens
+        return self.modules.encoder(wavs, wav_lens), self.frame_lengths(wavs, wav_lens)
 
     def compute_objectives(self, predictions, batch, stage):
-        p_ctc, wav_lens = predictions
+        p_ctc, frame_lens = predictions
         tokens, token_lens = batch.tokens
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
             tokens, token_lens = self.hparams.wav_augment.replicate_multiple_labels(tokens, token_lens)
-        loss = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, token_lens)
+        loss = self.hparams.ctc_cost(p_ctc, tokens, frame_lens, token_lens)
         if stage != sb.Stage.TRAIN:
-            hypotheses = _words(decode_tokens(self.tokenizer, self.hparams.decoding_function(p_ctc, wav_lens)))
+            hypotheses = _words(decode_tokens(self.tokenizer, self.hparams.decoding_function(p_ctc, frame_lens)))
             targets = _words(batch.wrd)
             self.wer_metric.append(batch.id, hypotheses, targets)
             self.cer_metric.append(batch.id, hypotheses, targets)
@@ -521,18 +612,19 @@ class CTCAttentionBrain(ASRBrain):
             wavs, wav_lens = self.hparams.wav_augment(wavs, wav_lens)
             tokens_bos = self.hparams.wav_augment.replicate_labels(tokens_bos)
         states = self.modules.encoder(wavs, wav_lens)
+        frame_lens = self.frame_lengths(wavs, wav_lens)
         p_ctc = self.hparams.log_softmax(self.modules.ctc_lin(states))
-        decoded, _ = self.modules.dec(self.modules.emb(tokens_bos), states, wav_lens)
+        decoded, _ = self.modules.dec(self.modules.emb(tokens_bos), states, frame_lens)
         p_seq = self.hparams.log_softmax(self.modules.seq_lin(decoded))
         hypotheses = None
         if stage == sb.Stage.VALID:
-            hypotheses, _, _, _ = self.hparams.valid_search(states.detach(), wav_lens)
+            hypotheses, _, _, _ = self.hparams.valid_search(states.detach(), frame_lens)
         elif stage == sb.Stage.TEST:
-            hypotheses, _, _, _ = self.hparams.test_search(states.detach(), wav_lens)
-        return p_ctc, p_seq, wav_lens, hypotheses
+            hypotheses, _, _, _ = self.hparams.test_search(states.detach(), frame_lens)
+        return p_ctc, p_seq, frame_lens, hypotheses
 
     def compute_objectives(self, predictions, batch, stage):
-        p_ctc, p_seq, wav_lens, hypotheses = predictions
+        p_ctc, p_seq, frame_lens, hypotheses = predictions
         tokens, token_lens = batch.tokens
         tokens_eos, tokens_eos_lens = batch.tokens_eos
         if stage == sb.Stage.TRAIN and hasattr(self.hparams, "wav_augment"):
@@ -540,7 +632,7 @@ class CTCAttentionBrain(ASRBrain):
             tokens_eos, tokens_eos_lens = self.hparams.wav_augment.replicate_multiple_labels(
                 tokens_eos, tokens_eos_lens
             )
-        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, wav_lens, token_lens)
+        loss_ctc = self.hparams.ctc_cost(p_ctc, tokens, frame_lens, token_lens)
         loss_seq = self.hparams.seq_cost(p_seq, tokens_eos, length=tokens_eos_lens)
         weight = self.hparams.ctc_weight
         if stage != sb.Stage.TRAIN:
@@ -734,30 +826,33 @@ def _model_entries(hparams_file: str | Path, overrides: str | dict, roots: Itera
     return stream.getvalue()
 
 
-def _export_ssl(ssl: nn.Module, folder: Path, hparams: dict) -> str:
-    """Saves the SSL lobe's current weights inside ``folder`` and returns the YAML entry that rebuilds it."""
+def _export_ssl(ssl: nn.Module, folder: Path) -> tuple[str, dict[str, str]]:
+    """Saves the SSL lobe's current weights in ``folder``.
+
+    Returns the YAML entries that rebuild it, and the Pretrainer loadables
+    (name -> key) that load its weights. A student travels inside the folder
+    (its config in the YAML, its weights in ``ssl.ckpt``, a safetensors file),
+    so the folder can be moved or shared; a HuggingFace teacher is saved to
+    ``ssl/`` and named by absolute path.
+    """
+    common = f"    output_norm: {json.dumps(bool(ssl.output_norm))}\n    freeze: True\n    output_all_hiddens: True\n"
     if isinstance(ssl, DistilledSSL):
-        card = {
-            "exported by": "the ASR recipe of speechbrain-gendistill",
-            "distilled student": hparams["student_source"],
-            "ASR training": "frozen" if hparams["freeze_student"] else "fine-tuned with the ASR model",
-        }
-        source = export_student(ssl.model, folder / "student", card).resolve()
-        lobe = "speechbrain_gendistill.lobes.DistilledSSL"
-    else:
-        source = (folder / "ssl").resolve()
-        ssl.model.save_pretrained(source)
-        ssl.feature_extractor.save_pretrained(source)
-        lobe = f"{type(ssl).__module__}.{type(ssl).__name__}"
-    return (
+        ssl.save_weights(folder / "ssl.ckpt")
+        entry = (
+            "ssl: !new:speechbrain_gendistill.lobes.DistilledSSL\n"
+            f"    student_config: {json.dumps(export_config(ssl.model))}\n" + common
+        )
+        return entry, {"ssl": "ssl"}
+    source = (folder / "ssl").resolve()
+    ssl.model.save_pretrained(source)
+    ssl.feature_extractor.save_pretrained(source)
+    entry = (
         f"ssl_source: {json.dumps(str(source))}\n"
-        f"ssl: !new:{lobe}\n"
+        f"ssl: !new:{type(ssl).__module__}.{type(ssl).__name__}\n"
         "    source: !ref <ssl_source>\n"
-        "    save_path: !ref <ssl_source>\n"
-        f"    output_norm: {json.dumps(bool(ssl.output_norm))}\n"
-        "    freeze: True\n"
-        "    output_all_hiddens: True\n"
+        "    save_path: !ref <ssl_source>\n" + common
     )
+    return entry, {}
 
 
 def export_asr(
@@ -772,13 +867,14 @@ def export_asr(
 
     ``folder`` receives ``hyperparams.yaml``, ``model.ckpt`` (the downstream
     modules' state dict), ``tokenizer.ckpt`` and the SSL encoder with its
-    current weights: ``student/`` (an exported student, built by
-    ``DistilledSSL``) or ``ssl/`` (a HuggingFace model folder, when a teacher
-    stood in for the student). ``hyperparams.yaml`` holds the recipe YAML's
+    current weights: a student as ``ssl.ckpt`` (safetensors, loaded by
+    ``DistilledSSL.load_weights``; its architecture is in the YAML), so that
+    the folder can be moved and shared; a teacher standing in for the student
+    as ``ssl/`` (a HuggingFace model folder), named by its absolute path (key
+    ``ssl_source``: after moving the folder, pass ``overrides={"ssl_source":
+    ...}`` to ``from_hparams``). ``hyperparams.yaml`` holds the recipe YAML's
     entries that the model needs, so any downstream architecture set there is
-    rebuilt as it was trained. It names the encoder folder by its absolute
-    path (key ``ssl_source``): after moving the folder, pass
-    ``overrides={"ssl_source": ...}`` to ``from_hparams``.
+    rebuilt as it was trained.
 
     Arguments
     ---------
@@ -803,21 +899,23 @@ def export_asr(
         tokenizer_entry = "tokenizer: !new:sentencepiece.SentencePieceProcessor\n"
     state = {name: tensor.detach().cpu() for name, tensor in hparams["model"].state_dict().items()}
     torch.save(state, folder / "model.ckpt")
+    ssl_entries, ssl_loadables = _export_ssl(hparams["ssl"], folder)
+    loadables = {"model": "model", "tokenizer": "tokenizer", **ssl_loadables}
     modules = "".join(f"    {name}: !ref <{key}>\n" for name, key in brain_class.export_modules.items())
     text = (
         f"# An ASR model exported by speechbrain-gendistill ({brain_class.__name__}).\n"
         f"#   from speechbrain.inference.ASR import {brain_class.inference_class}\n"
         f"#   asr = {brain_class.inference_class}.from_hparams(source=<this folder>, savedir=<a cache folder>)\n"
-        "#   asr.transcribe_file(<audio file>)\n"
-        "# After moving this folder, pass overrides={'ssl_source': <new path of its encoder folder>}.\n\n"
-        + _export_ssl(hparams["ssl"], folder, hparams)
+        "#   asr.transcribe_file(<audio file>)\n\n"
+        + ssl_entries
         + f"num_ssl_layers: {int(hparams['num_ssl_layers'])}\n"
         + f"ssl_dim: {int(hparams['ssl_dim'])}\n"
         + tokenizer_entry
         + _model_entries(hparams_file, overrides, brain_class.export_roots)
         + f"modules:\n{modules}"
         + "pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer\n"
-        + "    loadables:\n        model: !ref <model>\n        tokenizer: !ref <tokenizer>\n"
+        + "    loadables:\n"
+        + "".join(f"        {name}: !ref <{key}>\n" for name, key in loadables.items())
     )
     (folder / "hyperparams.yaml").write_text(text, encoding="utf-8")
     logger.info("exported the ASR model to %s", folder)

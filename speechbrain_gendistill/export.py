@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from speechbrain.utils.checkpoints import mark_as_transfer, register_checkpoint_hooks
 from torch import nn
 
 from speechbrain_gendistill.student import DistilHuBERTStudent, DistillationStudent, GenDistillStudent
@@ -70,6 +71,17 @@ def _model_card(class_name: str, config: dict[str, Any], parameters: int, card: 
     return "\n".join(lines)
 
 
+def export_config(student: DistillationStudent) -> dict[str, Any]:
+    """What an export's ``config.json`` holds for ``student``: its class and constructor arguments, as JSON."""
+    class_name = type(student).__name__
+    if class_name not in STUDENT_CLASSES:
+        raise TypeError(f"cannot export a {class_name}; supported: {sorted(STUDENT_CLASSES)}")
+    arguments = {name: value for name, value in student.config.items() if name != "output_all_hiddens"}
+    if arguments.get("conv_layers") is not None:
+        arguments["conv_layers"] = [list(layer) for layer in arguments["conv_layers"]]
+    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "class": class_name, "arguments": arguments}
+
+
 def export_student(student: DistillationStudent, folder: str | Path, card: dict[str, Any] | None = None) -> Path:
     """Writes ``student`` to ``folder`` as config.json, model.safetensors and README.md.
 
@@ -97,9 +109,7 @@ def export_student(student: DistillationStudent, folder: str | Path, card: dict[
     >>> sorted(path.name for path in folder.iterdir())
     ['README.md', 'config.json', 'model.safetensors']
     """
-    class_name = type(student).__name__
-    if class_name not in STUDENT_CLASSES:
-        raise TypeError(f"cannot export a {class_name}; supported: {sorted(STUDENT_CLASSES)}")
+    config = export_config(student)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     weights = {
@@ -107,16 +117,24 @@ def export_student(student: DistillationStudent, folder: str | Path, card: dict[
         for name, tensor in student.state_dict().items()
         if not name.startswith(HEADS_PREFIX)
     }
-    arguments = {name: value for name, value in student.config.items() if name != "output_all_hiddens"}
-    if arguments.get("conv_layers") is not None:
-        arguments["conv_layers"] = [list(layer) for layer in arguments["conv_layers"]]
-    config = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "class": class_name, "arguments": arguments}
+    class_name, arguments = config["class"], config["arguments"]
     parameters = sum(tensor.numel() for tensor in weights.values())
     _write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(weights, path, metadata={"format": EXPORT_FORMAT}))
     _write_atomically(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))
     card_text = _model_card(class_name, arguments, parameters, card or {})
     _write_atomically(folder / CARD_FILE, lambda path: Path(path).write_text(card_text))
     return folder
+
+
+def check_export_config(config: Any, where: str) -> dict[str, Any]:
+    """Checks the contents of an export's ``config.json``; errors name ``where`` it came from."""
+    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
+        raise ValueError(f"{where} does not describe a student exported by speechbrain-gendistill")
+    if config.get("version") != EXPORT_VERSION:
+        raise ValueError(f"{where}: export version {config.get('version')!r} is not {EXPORT_VERSION}")
+    if config.get("class") not in STUDENT_CLASSES:
+        raise ValueError(f"{where}: unknown student class {config.get('class')!r}")
+    return config
 
 
 def read_export_config(folder: str | Path) -> dict[str, Any]:
@@ -131,13 +149,30 @@ def read_export_config(folder: str | Path) -> dict[str, Any]:
         config = json.loads(config_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from error
-    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{config_path} does not describe a student exported by speechbrain-gendistill")
-    if config.get("version") != EXPORT_VERSION:
-        raise ValueError(f"{config_path}: export version {config.get('version')!r} is not {EXPORT_VERSION}")
-    if config.get("class") not in STUDENT_CLASSES:
-        raise ValueError(f"{config_path}: unknown student class {config.get('class')!r}")
-    return config
+    return check_export_config(config, str(config_path))
+
+
+def build_exported_student(config: dict[str, Any], where: str, output_all_hiddens: bool = False) -> DistillationStudent:
+    """The student an export's config describes, with fresh weights (and without the baseline's heads)."""
+    config = check_export_config(config, where)
+    try:
+        student = STUDENT_CLASSES[config["class"]](**config["arguments"], output_all_hiddens=output_all_hiddens)
+    except TypeError as error:
+        raise ValueError(f"{where}: arguments do not build a {config['class']}: {error}") from error
+    if isinstance(student, DistilHuBERTStudent):
+        student.drop_prediction_heads()
+    return student
+
+
+def load_safetensors_into(student: DistillationStudent, path: str | Path) -> None:
+    """Loads every weight of ``student`` from the safetensors file ``path``: no pickle, no missing or extra weight."""
+    try:
+        weights = load_file(path)
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ValueError(f"{path} is not a safetensors file ({error}); refusing to load it any other way") from error
+    missing, unexpected = student.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {type(student).__name__}: missing {missing}, unexpected {unexpected}")
 
 
 def load_student(folder: str | Path, output_all_hiddens: bool = False) -> DistillationStudent:
@@ -165,24 +200,12 @@ def load_student(folder: str | Path, output_all_hiddens: bool = False) -> Distil
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ValueError(f"{folder} is not an exported student: {WEIGHTS_FILE} is missing")
-    try:
-        weights = load_file(weights_path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(
-            f"{weights_path} is not a safetensors file ({error}); refusing to load it any other way"
-        ) from error
-    try:
-        student = STUDENT_CLASSES[config["class"]](**config["arguments"], output_all_hiddens=output_all_hiddens)
-    except TypeError as error:
-        raise ValueError(f"{folder / CONFIG_FILE}: arguments do not build a {config['class']}: {error}") from error
-    if isinstance(student, DistilHuBERTStudent):
-        student.drop_prediction_heads()
-    missing, unexpected = student.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{weights_path} does not fit {config['class']}: missing {missing}, unexpected {unexpected}")
+    student = build_exported_student(config, str(folder / CONFIG_FILE), output_all_hiddens)
+    load_safetensors_into(student, weights_path)
     return student
 
 
+@register_checkpoint_hooks
 class DistilledSSL(nn.Module):
     """An exported student as a SpeechBrain SSL lobe, a drop-in for the HF ones.
 
@@ -193,7 +216,7 @@ class DistilledSSL(nn.Module):
 
     Arguments
     ---------
-    source : str
+    source : str, optional
         Folder of an exported student (no hub download: nothing to fetch).
     save_path : str, optional
         Accepted for YAML compatibility with the HF lobes; unused.
@@ -205,6 +228,12 @@ class DistilledSSL(nn.Module):
         When fine-tuning, keep the waveform CNN frozen.
     output_all_hiddens : bool
         Return all layers stacked on a new first axis.
+    student_config : dict, optional
+        Instead of ``source``: the contents of an export's ``config.json``. The
+        weights then come from a SpeechBrain ``Pretrainer``, which loads them
+        from a safetensors file (see :meth:`load_weights`): this is how an
+        exported ASR model carries its encoder, so that its folder can be moved
+        or shared.
 
     Example
     -------
@@ -220,15 +249,21 @@ class DistilledSSL(nn.Module):
 
     def __init__(
         self,
-        source: str,
+        source: str | None = None,
         save_path: str | None = None,
         output_norm: bool = False,
         freeze: bool = True,
         freeze_feature_extractor: bool = False,
         output_all_hiddens: bool = False,
+        student_config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.model = load_student(source, output_all_hiddens=output_all_hiddens)
+        if (source is None) == (student_config is None):
+            raise ValueError("DistilledSSL: give either source (an exported student folder) or student_config")
+        if source is not None:
+            self.model = load_student(source, output_all_hiddens=output_all_hiddens)
+        else:
+            self.model = build_exported_student(student_config, "DistilledSSL student_config", output_all_hiddens)
         self.freeze = freeze
         self.output_norm = output_norm
         self.output_all_hiddens = output_all_hiddens
@@ -243,6 +278,16 @@ class DistilledSSL(nn.Module):
                 parameter.requires_grad = False
         if freeze:
             self.model.eval()
+
+    @mark_as_transfer
+    def load_weights(self, path: str | Path) -> None:
+        """The ``Pretrainer``'s hook: the student's weights from a safetensors file, all of them, never a pickle."""
+        load_safetensors_into(self.model, path)
+
+    def save_weights(self, path: str | Path) -> None:
+        """Writes the student's current weights to ``path`` in the format :meth:`load_weights` reads."""
+        weights = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
+        _write_atomically(Path(path), lambda temporary: save_file(weights, temporary))
 
     def train(self, mode: bool = True) -> DistilledSSL:
         """A frozen student stays in eval mode (no dropout) whatever the Brain asks."""

@@ -50,6 +50,33 @@ def test_export_round_trip_gives_the_same_outputs(student_class, tmp_path):
     assert heads == []
 
 
+@pytest.mark.parametrize("student_class", [GenDistillStudent, DistilHuBERTStudent])
+def test_lobe_from_a_config_takes_its_weights_from_a_pretrainer(student_class, tmp_path):
+    """The path an exported ASR model takes: architecture from YAML, weights through SpeechBrain's Pretrainer."""
+    from speechbrain.utils.parameter_transfer import Pretrainer
+
+    source = DistilledSSL(source=str(export_student(trained_like(student_class), tmp_path / "student")))
+    (tmp_path / "shared").mkdir()
+    source.save_weights(tmp_path / "shared" / "ssl.ckpt")
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    encoder = DistilledSSL(student_config=config)
+    wavs = torch.randn(1, 4000)
+    assert not torch.equal(encoder(wavs), source(wavs))  # fresh weights until the Pretrainer loads them
+    pretrainer = Pretrainer(collect_in=tmp_path / "collected", loadables={"ssl": encoder})
+    pretrainer.collect_files(default_source=str(tmp_path / "shared"))
+    pretrainer.load_collected()
+    assert torch.equal(encoder(wavs), source(wavs))
+
+
+def test_lobe_needs_exactly_one_of_source_and_config(tmp_path):
+    config = json.loads((export_student(trained_like(GenDistillStudent), tmp_path) / "config.json").read_text())
+    for arguments in ({}, {"source": str(tmp_path), "student_config": config}):
+        with pytest.raises(ValueError, match="either source .* or student_config"):
+            DistilledSSL(**arguments)
+    with pytest.raises(ValueError, match="DistilledSSL student_config: unknown student class 'Mystery'"):
+        DistilledSSL(student_config={**config, "class": "Mystery"})
+
+
 def test_exported_weights_hold_no_baseline_heads(tmp_path):
     from safetensors.torch import load_file
 
