@@ -307,18 +307,14 @@ class Demo:
             **self.config["distill"]["overrides"],
             **student["overrides"],
         }
-        args = [str(REPO_ROOT / student["hparams"]), *overrides_to_args(overrides)]
-
-        def build() -> None:
-            self.stages.command([sys.executable, str(script)], args)
-            run_script(script, args)
-
-        self.stages.run(
+        self.run_recipe(
             3,
             f"distill {name}",
             f"{student['label']} from the teacher",
-            lambda: (output / "student" / "model.safetensors").is_file(),
-            build,
+            script,
+            student["hparams"],
+            overrides,
+            output / "student" / "model.safetensors",
         )
 
     # 4
@@ -333,19 +329,34 @@ class Demo:
             "test_splits": [TEST_SPLIT],
             **settings["overrides"],
         }
-        args = [str(REPO_ROOT / settings["hparams"]), *overrides_to_args(overrides)]
+        self.run_recipe(
+            4,
+            f"probe {name}",
+            f"frozen-feature CTC probe on {source.relative_to(self.folder)}",
+            script,
+            settings["hparams"],
+            overrides,
+            output / "wer_summary.json",
+        )
+
+    def run_recipe(
+        self,
+        number: int,
+        name: str,
+        what: str,
+        script: Path,
+        hparams_file: str,
+        overrides: dict[str, Any],
+        result: Path,
+    ) -> None:
+        """Stage ``number``: a recipe's ``train.py`` with ``overrides``, done once ``result`` exists."""
+        args = [str(REPO_ROOT / hparams_file), *overrides_to_args(overrides)]
 
         def build() -> None:
             self.stages.command([sys.executable, str(script)], args)
             run_script(script, args)
 
-        self.stages.run(
-            4,
-            f"probe {name}",
-            f"frozen-feature CTC probe on {source.relative_to(self.folder)}",
-            lambda: (output / "wer_summary.json").is_file(),
-            build,
-        )
+        self.stages.run(number, name, what, result.is_file, build)
 
     # 5
     def report(self) -> str:

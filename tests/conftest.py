@@ -70,3 +70,12 @@ def mini_librispeech_manifests(mini_librispeech: Path, tmp_path_factory: pytest.
         dev_splits=["dev-synth"],
         test_splits=["test-synth"],
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one thread spares the spin-waits of a second one on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -38,9 +38,7 @@ from __future__ import annotations
 import csv
 import json
 import pickle
-import runpy
 import shutil
-import sys
 from pathlib import Path
 
 import jiwer
@@ -61,6 +59,7 @@ from speechbrain_gendistill.asr import (
 )
 from speechbrain_gendistill.audio_check import load_audio
 from speechbrain_gendistill.corpus import synthesize_corpus
+from speechbrain_gendistill.demo import run_script
 from speechbrain_gendistill.export import DistilledSSL
 from speechbrain_gendistill.teacher_training import unpack_teacher
 
@@ -70,23 +69,7 @@ CTC = ROOT / "recipes" / "LibriSpeech" / "ASR" / "CTC"
 SEQ2SEQ = ROOT / "recipes" / "LibriSpeech" / "ASR" / "seq2seq"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The recipes' models are tiny: one thread each spares the spin-waits of a second one on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_script(script: Path, argv: list[str]) -> None:
-    """Runs a recipe's train.py as ``python train.py ...`` would, in this process."""
-    saved = sys.argv
-    sys.argv = [str(script), *argv]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def read_alignments(path: Path) -> dict[str, tuple[str, str]]:

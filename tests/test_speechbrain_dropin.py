@@ -249,13 +249,7 @@ def changed(module: torch.nn.Module, before: dict) -> list[str]:
     return [name for name, value in module.state_dict().items() if not torch.equal(value, before[name])]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A tiny model: one thread spares the spin-waits of a second one on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
