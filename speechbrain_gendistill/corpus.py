@@ -1,5 +1,8 @@
 """A synthetic mini-LibriSpeech: espeak-ng voices reading sentences of the project's grammar.
 
+Or, with ``text="numbers"``, reading sequences of number words: a closed
+vocabulary on which word error rates mean something after minutes of training.
+
 The corpus has LibriSpeech's layout, so the same preparation serves it and the
 real corpus::
 
@@ -21,6 +24,7 @@ synthesiser instance, in a fixed order.
 Command line::
 
     python -m speechbrain_gendistill.corpus --folder data/synth --seed 0
+    python -m speechbrain_gendistill.corpus --folder data/numbers --text numbers --split train 8 12
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ import numpy as np
 import soundfile
 from scipy.signal import resample_poly
 
-from speechbrain_gendistill.sentence_grammar import SentenceGrammar, normalize_transcript
+from speechbrain_gendistill.sentence_grammar import NUMBERS, SentenceGrammar, normalize_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ DEFAULT_SPLITS: dict[str, tuple[int, int]] = {
 MAX_CHAPTER_UTTERANCES = 12
 RECORD_NAME = "corpus.json"
 RECORD_FORMAT = 1
+# What the speakers read: text kind -> its vocabulary (lower case).
+TEXT_VOCABULARIES = {"sentences": SentenceGrammar.vocabulary(), "numbers": set(NUMBERS)}
 
 ACCENTS = (
     "en-us",
@@ -309,7 +315,15 @@ def _check_splits(splits: Mapping[str, tuple[int, int]]) -> dict[str, tuple[int,
     return checked
 
 
-def plan_corpus(seed: int, splits: Mapping[str, tuple[int, int]]) -> dict[str, list[ChapterJob]]:
+def _check_text(text: str) -> str:
+    if text not in TEXT_VOCABULARIES:
+        raise ValueError(f"text={text!r}: expected one of {sorted(TEXT_VOCABULARIES)}")
+    return text
+
+
+def plan_corpus(
+    seed: int, splits: Mapping[str, tuple[int, int]], text: str = "sentences"
+) -> dict[str, list[ChapterJob]]:
     """The chapters of each split, with their speakers, voices and texts (no audio yet).
 
     Every speaker gets its own voice variant, so no two speakers, and no two
@@ -320,18 +334,21 @@ def plan_corpus(seed: int, splits: Mapping[str, tuple[int, int]]) -> dict[str, l
     >>> plan = plan_corpus(0, {"train": (2, 3), "test": (1, 2)})
     >>> [(split, len(jobs), sum(len(job.texts) for job in jobs)) for split, jobs in plan.items()]
     [('train', 2, 6), ('test', 1, 2)]
+    >>> plan_corpus(0, {"train": (1, 1)}, text="numbers")["train"][0].texts
+    ('thirty three ten fifty twenty eleven.',)
     """
     splits = _check_splits(splits)
+    grammar = SentenceGrammar(seed)
+    draw_text = grammar.number_sequence if _check_text(text) == "numbers" else grammar.sentence
     rng = random.Random(seed)
     total = sum(speakers for speakers, _ in splits.values())
     variants = rng.sample(VOICE_VARIANTS, total)
     speaker_ids = rng.sample(range(100, 10000), total)
-    grammar = SentenceGrammar(seed)
     seen: set[str] = set()
 
     def unique_text() -> str:
         while True:
-            text = grammar.sentence()
+            text = draw_text()
             if normalize_transcript(text) not in seen:
                 seen.add(normalize_transcript(text))
                 return text
@@ -373,6 +390,7 @@ def synthesize_corpus(
     *,
     seed: int = 0,
     splits: Mapping[str, tuple[int, int]] | None = None,
+    text: str = "sentences",
     num_workers: int | None = None,
 ) -> Path:
     """Builds the synthetic corpus in LibriSpeech layout under ``folder`` (or reuses a complete one).
@@ -392,6 +410,9 @@ def synthesize_corpus(
     splits : mapping, optional
         Split name -> (number of speakers, utterances per speaker); ``DEFAULT_SPLITS`` if None.
         Speakers are never shared between splits.
+    text : str
+        What the speakers read: ``"sentences"`` of the project's grammar, or
+        ``"numbers"``, sequences of three to six number words.
     num_workers : int, optional
         Worker processes synthesising chapters in parallel (default: the usable CPU cores).
 
@@ -410,7 +431,12 @@ def synthesize_corpus(
     """
     folder = Path(folder)
     splits = _check_splits(DEFAULT_SPLITS if splits is None else splits)
-    options = {"format": RECORD_FORMAT, "seed": seed, "splits": {name: list(sizes) for name, sizes in splits.items()}}
+    options = {
+        "format": RECORD_FORMAT,
+        "seed": seed,
+        "text": _check_text(text),
+        "splits": {name: list(sizes) for name, sizes in splits.items()},
+    }
     record_path = folder / RECORD_NAME
     if record_path.is_file():
         previous = json.loads(record_path.read_text(encoding="utf-8"))
@@ -422,7 +448,7 @@ def synthesize_corpus(
         for split in previous.get("splits", {}):
             shutil.rmtree(folder / split, ignore_errors=True)
 
-    plan = plan_corpus(seed, splits)
+    plan = plan_corpus(seed, splits, text)
     jobs = [job for split_jobs in plan.values() for job in split_jobs]
     for split in splits:
         shutil.rmtree(folder / split, ignore_errors=True)
@@ -463,7 +489,7 @@ def synthesize_corpus(
     record = {
         "options": options,
         "sample_rate": SAMPLE_RATE,
-        "vocabulary_size": len(SentenceGrammar.vocabulary()),
+        "vocabulary_size": len(TEXT_VOCABULARIES[text]),
         "splits": summary,
     }
     record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -477,6 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--folder", required=True, type=Path, help="where the LibriSpeech-layout splits go")
     parser.add_argument("--seed", type=int, default=0, help="seed of voices, texts and noise")
+    parser.add_argument("--text", choices=sorted(TEXT_VOCABULARIES), default="sentences", help="what the speakers read")
     parser.add_argument("--num_workers", type=int, default=None, help="synthesis processes (default: all cores)")
     parser.add_argument(
         "--split",
@@ -494,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError:
             parser.error(f"--split takes NAME SPEAKERS UTTERANCES with integer sizes, got {args.split}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    synthesize_corpus(args.folder, seed=args.seed, splits=splits, num_workers=args.num_workers)
+    synthesize_corpus(args.folder, seed=args.seed, splits=splits, text=args.text, num_workers=args.num_workers)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,16 @@ class SentenceGrammar:
         words |= set(FUNCTION_WORDS)
         return words
 
+    def number_sequence(self) -> str:
+        """Three to six number words in random order, ending in a full stop, as a spoken-digits corpus has.
+
+        Its vocabulary is ``NUMBERS`` and there is no word order to learn, so a
+        recogniser trained on a few minutes of them can only score well on new
+        speakers by hearing the words: word error rates mean something after
+        minutes of training, unlike on sentences.
+        """
+        return " ".join(self.rng.choice(NUMBERS) for _ in range(self.rng.randint(3, 6))) + "."
+
     def sentence(self) -> str:
         """One sentence with its punctuation, lower case, as the synthesiser reads it."""
         kind = self.rng.choice(_SENTENCE_KINDS)

@@ -15,7 +15,7 @@ import soundfile
 from conftest import MINI_LIBRISPEECH_SPLITS
 
 from speechbrain_gendistill.corpus import RECORD_NAME, VOICE_VARIANTS, main, plan_corpus, synthesize_corpus
-from speechbrain_gendistill.sentence_grammar import SentenceGrammar, normalize_transcript
+from speechbrain_gendistill.sentence_grammar import NUMBERS, SentenceGrammar, normalize_transcript
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
@@ -141,6 +141,26 @@ def test_grammar_vocabulary_and_variety() -> None:
     assert 3 <= min(lengths) and 6 < np.mean(lengths) < 10
 
 
+def test_number_sequences(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """text="numbers": three to six number words per utterance, every number used; another text rebuilds."""
+    plan = plan_corpus(2, {"train": (2, 150)}, text="numbers")
+    texts = [normalize_transcript(text).lower().split() for job in plan["train"] for text in job.texts]
+    assert {word for words in texts for word in words} == set(NUMBERS)
+    assert {len(words) for words in texts} == {3, 4, 5, 6}
+    assert plan_corpus(2, {"train": (2, 150)})["train"][0].texts != plan["train"][0].texts
+    with pytest.raises(ValueError, match="text='digits': expected one of \\['numbers', 'sentences'\\]"):
+        plan_corpus(0, {"train": (1, 1)}, text="digits")
+
+    folder = synthesize_corpus(tmp_path, splits={"a": (1, 2)}, text="numbers", num_workers=1)
+    assert all(set(text.lower().split()) <= set(NUMBERS) for text in transcripts(folder).values())
+    record = json.loads((folder / RECORD_NAME).read_text())
+    assert record["options"]["text"] == "numbers" and record["vocabulary_size"] == len(NUMBERS)
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.corpus"):
+        synthesize_corpus(folder, splits={"a": (1, 2)}, num_workers=1)
+    assert "Rebuilding" in caplog.text
+    assert not any(set(text.lower().split()) <= set(NUMBERS) for text in transcripts(folder).values())
+
+
 def test_command_line(tmp_path: Path) -> None:
     command = [
         sys.executable,
@@ -152,9 +172,12 @@ def test_command_line(tmp_path: Path) -> None:
         "x",
         "1",
         "2",
+        "--text",
+        "numbers",
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "Synthetic corpus ready" in result.stderr
     assert len(list(tmp_path.glob("x/*/*/*.flac"))) == 2
+    assert all(set(text.lower().split()) <= set(NUMBERS) for text in transcripts(tmp_path).values())
     with pytest.raises(SystemExit):
         main(["--folder", str(tmp_path), "--split", "x", "1", "two"])
