@@ -393,6 +393,13 @@ def build_tokenizer(
         )
         size = len(tokenizer)
     elif callable(tokenizer):
+        # SpeechBrain hands sentencepiece's trainer one "--key=value ..." string, which such a path splits.
+        model_dir = str(getattr(tokenizer, "keywords", {}).get("model_dir", ""))
+        if re.search(r"[\s=]", model_dir):
+            raise ValueError(
+                f"tokenizer: its model_dir {model_dir!r} holds whitespace or '=', which sentencepiece's trainer "
+                "cannot take in a path; choose an output_folder without them"
+            )
         tokenizer = tokenizer(annotation_train=str(train_csv), annotation_read="wrd").sp
         size = tokenizer.vocab_size()
     else:
