@@ -2,32 +2,30 @@
 
 A tiny student is distilled by the distillation recipe from the repository's
 trained demo teacher (``pretrained/demo_teacher``), on a small synthetic corpus
-drawn with another seed than the teacher's training corpus (other sentences);
-the tiny CTC and CTC/attention recipes then train on its frozen features, on
-24 utterances of 3 speakers, and are tested on the 8 utterances of 2 held-out
-speakers (``test-synth``) and, with the training split as dev and test split
-too, on what they were trained on.
+of sentences drawn with another seed than the teacher's training corpus. The
+tiny CTC (20 epochs) and CTC/attention (15 epochs) recipes then train on its
+frozen features over a synthetic corpus of number sequences (three to six of
+16 number words in random order): 96 utterances of 8 speakers; they are tested
+on the 18 utterances of 3 other speakers (``test-synth``).
 
-The bounds, and why a broken pipeline cannot reach them:
+The bound: held-out WER below 60% for both recipes. Measured on the
+development machine with the recipes' seed 1986 and, to see the spread, seeds
+1 and 2: CTC 23.8%, 27.5%, 35.0%; CTC/attention (joint beam search) 26.2%,
+28.8%, 33.8%. A pipeline that ignores the audio scores at best 83.75% (the best
+training transcript as the hypothesis of every utterance; the test computes it
+and requires it to stay above 80%), one that repeats the commonest word 92.5%,
+an empty output 100%; audio paired with the wrong transcripts, or labels
+shifted against the tokenizer, learn no more than such a constant.
 
-- held-out CER of the CTC recipe: at most 55% (measured 40%). A pipeline that
-  ignores the audio and outputs one sentence scores at best 67% CER (the best
-  training sentence as a constant hypothesis; 90% on average over them), an
-  empty output 100%; audio paired with the wrong transcripts or labels shifted
-  against the tokenizer learn no more than such a constant. Held-out WER is
-  not bounded: with 24 training utterances nearly every held-out word has a
-  character wrong (measured 92% WER; the best constant sentence: 85%), so WER
-  cannot tell a working pipeline from a broken one at this size; CER can.
-- WER on the training split: at most 40% (CTC) and 30% (CTC/attention), where
-  a constant hypothesis scores about 90% WER and an empty one 100%: only a
-  pipeline whose audio, labels, tokens, training, decoding and scoring all
-  work can fit it (measured: 0% for both).
-- The CTC/attention recipe has no held-out bound here: with 24 training
-  utterances its attentional decoder learns the training sentences' wording
-  rather than the held-out speech (measured 65% CER, 80% WER, at the level of
-  the best constant sentence, 67% and 85%; it emits a training sentence for
-  2 of the 8 held-out utterances), and longer training makes it worse (60
-  epochs: 68% CER).
+Why numbers and not the sentences: at the sizes a CI run affords, nearly every
+held-out word of a sentence has a character wrong even when the recogniser
+works (CTC, measured: 40% CER but 92% WER after 24 training utterances; 29% CER
+but 78% WER after 96), so held-out WER cannot tell a working pipeline from a
+broken one there, and the attentional decoder learns the training sentences'
+wording (65% CER after 24 utterances, the level of the best constant sentence).
+Number sequences have a closed vocabulary that every training speaker reads
+many times and no word order to learn: a recogniser scores well on new
+speakers only by hearing the words.
 
 The export test checks the pairing of audio and hypotheses independently (it
 transcribes each file named in the manifest).
@@ -36,6 +34,7 @@ transcribes each file named in the manifest).
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import pickle
 import shutil
@@ -48,6 +47,7 @@ from conftest import MINI_LIBRISPEECH_SPLITS
 from hyperpyyaml import load_hyperpyyaml
 from safetensors.torch import load_file
 from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
+from speechbrain.tokenizers.SentencePiece import SentencePiece
 
 from speechbrain_gendistill.asr import (
     CTCAttentionBrain,
@@ -91,6 +91,12 @@ def asr_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def number_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Number sequences read by 12 speakers: 96 utterances to train on, 6 to validate, 18 of 3 held-out speakers."""
+    return synthesize_corpus(tmp_path_factory.mktemp("number_corpus"), seed=1, splits=NUMBER_SPLITS, text="numbers")
+
+
+@pytest.fixture(scope="module")
 def distilled_student(tmp_path_factory: pytest.TempPathFactory, asr_corpus: Path) -> Path:
     """A tiny student distilled from the trained demo teacher by the distillation recipe's tiny config."""
     teacher = unpack_teacher(ROOT / "pretrained" / "demo_teacher", tmp_path_factory.mktemp("teacher") / "trained")
@@ -123,46 +129,56 @@ def run_asr(script_dir: Path, config: str, corpus: Path, student: Path, output: 
     return json.loads((output / "wer_summary.json").read_text())
 
 
-# The training split is also the dev split (checkpoints are chosen by how well they fit it) and a test split.
-FIT_SPLITS = ("--dev_splits=[train-synth]", "--test_splits=[test-synth,train-synth]")
-WER_BOUNDS = {"ctc_run": 40.0, "ctc_attention_run": 30.0}  # percent WER on the training split
-HELD_OUT_CER_BOUND = {"ctc_run": 55.0}  # percent CER on the held-out speakers (see the module docstring)
+NUMBER_SPLITS = {"train-synth": (8, 12), "dev-synth": (1, 6), "test-synth": (3, 6)}
+HELD_OUT_WER_BOUND = 60.0  # percent, both recipes (see the module docstring)
+CONSTANT_WER_FLOOR = 80.0  # percent: the best transcript-as-constant must score above this for the bound to mean much
 
 
 @pytest.fixture(scope="module")
-def ctc_run(tmp_path_factory: pytest.TempPathFactory, asr_corpus: Path, distilled_student: Path) -> Path:
+def ctc_run(tmp_path_factory: pytest.TempPathFactory, number_corpus: Path, distilled_student: Path) -> Path:
     output = tmp_path_factory.mktemp("ctc")
-    run_asr(CTC, "ctc_tiny.yaml", asr_corpus, distilled_student, output, *FIT_SPLITS)
+    run_asr(CTC, "ctc_tiny.yaml", number_corpus, distilled_student, output, "--number_of_epochs=20")
     return output
 
 
 @pytest.fixture(scope="module")
-def ctc_attention_run(tmp_path_factory: pytest.TempPathFactory, asr_corpus: Path, distilled_student: Path) -> Path:
+def ctc_attention_run(tmp_path_factory: pytest.TempPathFactory, number_corpus: Path, distilled_student: Path) -> Path:
     output = tmp_path_factory.mktemp("ctc_attention")
-    run_asr(SEQ2SEQ, "ctc_attention_tiny.yaml", asr_corpus, distilled_student, output, *FIT_SPLITS)
+    # 24 sentencepiece tokens: the 16 letters of the number words, some whole words, and the special ones
+    # (the YAML's 64 is more than the words of this corpus hold).
+    run_asr(
+        SEQ2SEQ,
+        "ctc_attention_tiny.yaml",
+        number_corpus,
+        distilled_student,
+        output,
+        "--number_of_epochs=15",
+        "--output_neurons=24",
+    )
     return output
+
+
+def best_constant_wer(training_manifest: Path, references: list[str]) -> float:
+    """Percent WER of the best pipeline that ignores the audio: one training transcript for every utterance."""
+    candidates = {row["wrd"] for row in manifest_rows(training_manifest)}
+    return min(100 * jiwer.wer(references, [candidate] * len(references)) for candidate in candidates)
 
 
 @pytest.mark.parametrize("run", ["ctc_run", "ctc_attention_run"])
-def test_recipe_fits_its_training_utterances_and_ctc_reads_held_out_speech(
-    run: str, request: pytest.FixtureRequest
-) -> None:
+def test_recipe_recognises_held_out_speakers(run: str, request: pytest.FixtureRequest) -> None:
     output = request.getfixturevalue(run)
     summary = json.loads((output / "wer_summary.json").read_text())
-    assert set(summary) == {"test-synth", "train-synth"}
-    for split, figures in summary.items():
-        assert figures["num_scored_sents"] == len(read_alignments(output / f"wer_{split}.txt"))
-    held_out, trained_on = summary["test-synth"], summary["train-synth"]
-    print(
-        f"{run}: held-out WER {held_out['WER']:.2f}, CER {held_out['CER']:.2f}; trained-on WER {trained_on['WER']:.2f}"
-    )
-    assert held_out["num_scored_sents"] == 8
-    if run in HELD_OUT_CER_BOUND:
-        assert held_out["CER"] < HELD_OUT_CER_BOUND[run], held_out
-    assert trained_on["WER"] < WER_BOUNDS[run], trained_on
+    assert set(summary) == {"test-synth"}
+    held_out = summary["test-synth"]
+    references = [reference for reference, _ in read_alignments(output / "wer_test-synth.txt").values()]
+    assert held_out["num_scored_sents"] == len(references) == 18
+    constant = best_constant_wer(output / "save" / "train.csv", references)
+    print(f"{run}: held-out WER {held_out['WER']:.2f}, CER {held_out['CER']:.2f}; best constant WER {constant:.2f}")
+    assert constant > CONSTANT_WER_FLOOR
+    assert held_out["WER"] < HELD_OUT_WER_BOUND, held_out
     log = (output / "train_log.txt").read_text().splitlines()
     assert sum(line.startswith("epoch: ") for line in log) >= 2
-    assert sum(line.startswith("Epoch loaded:") and "test WER" in line for line in log) == 2
+    assert sum(line.startswith("Epoch loaded:") and "test WER" in line for line in log) == 1
 
 
 def test_fine_tuning_trains_and_exports_the_student(asr_corpus: Path, distilled_student: Path, tmp_path: Path) -> None:
@@ -211,8 +227,8 @@ def test_export_transcribes_as_the_recipe_decoded(
     moved = shutil.copytree(output / "asr", tmp_path / "shared_asr")
     assert str(output) not in (moved / "hyperparams.yaml").read_text()
     asr = interface.from_hparams(source=str(moved), savedir=str(tmp_path / "cache"))
-    wavs = {row["ID"]: row["wav"] for row in manifest_rows(output / "save" / "train-synth.csv")}
-    for utt_id, (_, hypothesis) in sorted(read_alignments(output / "wer_train-synth.txt").items())[:6]:
+    wavs = {row["ID"]: row["wav"] for row in manifest_rows(output / "save" / "test-synth.csv")}
+    for utt_id, (_, hypothesis) in sorted(read_alignments(output / "wer_test-synth.txt").items())[:6]:
         # The recipe scores words: its decoding of a file is the transcript split on whitespace.
         assert " ".join(asr.transcribe_file(wavs[utt_id]).split()) == hypothesis, utt_id
 
@@ -273,6 +289,17 @@ def test_bad_transcripts_stop_the_recipe_before_training(
     assert f"dev.csv, {dev[0]['ID']}: empty transcript" in message
     assert f"dev.csv, {dev[1]['ID']}: characters the tokenizer does not know: 'É'" in message
     assert not list(save.glob("CKPT*")), "training started"
+
+
+@pytest.mark.parametrize("folder_name", ["lr=0.1", "my run"])
+def test_sentencepiece_folder_that_its_trainer_cannot_take_is_refused(
+    folder_name: str, mini_librispeech_manifests: dict[str, Path], tmp_path: Path
+) -> None:
+    """Named with the folder, before sentencepiece fails on it with an error about a field name."""
+    sentencepiece = functools.partial(SentencePiece, model_dir=str(tmp_path / folder_name), vocab_size=40)
+    with pytest.raises(ValueError, match=f"model_dir '{tmp_path / folder_name}' holds whitespace or '='"):
+        build_tokenizer(sentencepiece, mini_librispeech_manifests["train"], tmp_path, 0, 40)
+    assert not (tmp_path / folder_name).exists()
 
 
 @pytest.mark.parametrize(
