@@ -9,7 +9,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="speechbrain-gendistill",
-    version="0.1.0",
+    version="0.2.0",
     description="GenDistiller: distil SSL speech encoders into small generative students, for SpeechBrain",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -33,6 +33,6 @@ setup(
     ],
     extras_require={
         "onnx": ["onnx", "onnxruntime"],
-        "test": ["pytest", "ruff", "onnx", "onnxruntime", "tensorboard"],
+        "test": ["pytest", "ruff", "import-linter", "onnx", "onnxruntime", "tensorboard"],
     },
 )

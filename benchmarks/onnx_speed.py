@@ -2,7 +2,7 @@
 
 The student is built from its YAML (paper scale by default) with random
 weights, which do not change speed, and exported with
-:mod:`speechbrain_gendistill.export_onnx`. One utterance of ``--seconds`` of
+:mod:`speechbrain_gendistill.export.onnx`. One utterance of ``--seconds`` of
 noise is run by the three in turn, round robin, the first of each round moving
 on by one, so that a slow-down of a shared machine lands on all of them; the
 figures are medians, and the speed-ups are ratios of medians from the same run.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,8 @@ import onnxruntime
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_gendistill.export_onnx import SAMPLE_RATE, export_onnx, parity, quantize_int8
+from speechbrain_gendistill.export.onnx import SAMPLE_RATE, export_onnx, parity, quantize_int8
+from speechbrain_gendistill.measure import time_interleaved
 
 REPO = Path(__file__).resolve().parents[1]
 GENDISTILL_YAML = REPO / "hparams" / "models" / "gendistill_wavlm_base_plus.yaml"
@@ -45,27 +45,15 @@ def onnx_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
 def interleaved_medians(
     workloads: dict[str, Callable[[], object]], repeats: int, warmup: int
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """Median wall-clock and CPU seconds per call of each workload, run round robin with a rotating start.
+    """Median wall-clock and CPU seconds per call of each workload, timed by :func:`time_interleaved`.
 
     CPU time (all threads of the process) is what a busy machine inflates least
     on one thread; on several it also counts threads spinning while they wait.
     """
-    names = list(workloads)
-    for _ in range(warmup):
-        for name in names:
-            workloads[name]()
-    wall: dict[str, list[float]] = {name: [] for name in names}
-    cpu: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(repeats):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            workloads[name]()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
+    times = time_interleaved(workloads, repeats, warmup)
     return (
-        {name: statistics.median(values) for name, values in wall.items()},
-        {name: statistics.median(values) for name, values in cpu.items()},
+        {name: statistics.median(parts["total"]) for name, parts in times.items()},
+        {name: statistics.median(parts["cpu"]) for name, parts in times.items()},
     )
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor, WavLMConfig, WavLMModel
+
+from speechbrain_gendistill.lobes.teacher import save_random_model
 
 SMALL_CONV = dict(
     conv_dim=(32,) * 7,
@@ -25,14 +26,7 @@ SMALL_ENCODER = dict(
 
 def save_small_teacher(folder: Path, kind: str, seed: int = 0) -> Path:
     """A randomly initialised WavLM or HuBERT with a small config, saved like a hub model."""
-    torch.manual_seed(seed)
-    if kind == "wavlm":
-        model = WavLMModel(WavLMConfig(**SMALL_CONV, **SMALL_ENCODER))
-    else:
-        model = HubertModel(HubertConfig(**SMALL_CONV, **SMALL_ENCODER))
-    model.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True).save_pretrained(folder)
-    return folder
+    return Path(save_random_model(folder, {**SMALL_CONV, **SMALL_ENCODER}, seed=seed, model_type=kind))
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +47,7 @@ MINI_LIBRISPEECH_SPLITS = {"train-synth": (3, 8), "dev-synth": (1, 6), "test-syn
 @pytest.fixture(scope="session")
 def mini_librispeech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a small synthetic corpus in LibriSpeech layout (38 utterances, 6 speakers)."""
-    from speechbrain_gendistill.corpus import synthesize_corpus
+    from speechbrain_gendistill.demo.corpus import synthesize_corpus
 
     return synthesize_corpus(tmp_path_factory.mktemp("mini_librispeech"), seed=0, splits=MINI_LIBRISPEECH_SPLITS)
 
@@ -61,7 +55,7 @@ def mini_librispeech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mini_librispeech_manifests(mini_librispeech: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """SpeechBrain CSV manifests of ``mini_librispeech``: keys ``train``, ``dev`` and ``test-synth``."""
-    from speechbrain_gendistill.librispeech_prepare import prepare_librispeech
+    from speechbrain_gendistill.data.librispeech import prepare_librispeech
 
     return prepare_librispeech(
         mini_librispeech,

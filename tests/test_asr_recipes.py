@@ -49,19 +49,13 @@ from safetensors.torch import load_file
 from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
 from speechbrain.tokenizers.SentencePiece import SentencePiece
 
-from speechbrain_gendistill.asr import (
-    CTCAttentionBrain,
-    CTCBrain,
-    TranscriptError,
-    build_tokenizer,
-    decode_tokens,
-    export_asr,
-)
-from speechbrain_gendistill.audio_check import load_audio
-from speechbrain_gendistill.corpus import synthesize_corpus
-from speechbrain_gendistill.demo import run_script
-from speechbrain_gendistill.export import DistilledSSL
-from speechbrain_gendistill.teacher_training import unpack_teacher
+from speechbrain_gendistill.data.audio import load_audio
+from speechbrain_gendistill.data.text import TranscriptError, build_tokenizer, decode_tokens
+from speechbrain_gendistill.demo.corpus import synthesize_corpus
+from speechbrain_gendistill.demo.stages import run_script
+from speechbrain_gendistill.demo.teacher_ctc import unpack_teacher
+from speechbrain_gendistill.lobes import DistilledSSL
+from speechbrain_gendistill.tasks.asr import CTCAttentionBrain, CTCBrain, export_asr
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTILL = ROOT / "recipes" / "LibriSpeech" / "distill"
@@ -121,7 +115,7 @@ def run_asr(script_dir: Path, config: str, corpus: Path, student: Path, output: 
         [
             str(script_dir / "hparams" / config),
             f"--data_folder={corpus}",
-            f"--student_source={student}",
+            f"--upstream_source={student}",
             f"--output_folder={output}",
             *extra,
         ],
@@ -181,14 +175,14 @@ def test_recipe_recognises_held_out_speakers(run: str, request: pytest.FixtureRe
 
 
 def test_fine_tuning_trains_and_exports_the_student(asr_corpus: Path, distilled_student: Path, tmp_path: Path) -> None:
-    """freeze_student: False gives the student its own optimiser and checkpoint; the export holds its new weights."""
+    """freeze_upstream: False gives the student its own optimiser and checkpoint; the export holds its new weights."""
     run_asr(
         CTC,
         "ctc_tiny.yaml",
         asr_corpus,
         distilled_student,
         tmp_path,
-        "--freeze_student=False",
+        "--freeze_upstream=False",
         "--number_of_epochs=2",
     )
     checkpoint = next((tmp_path / "save").glob("CKPT*"))
@@ -235,12 +229,12 @@ def test_export_transcribes_as_the_recipe_decoded(
 def test_teacher_stands_in_for_the_student(
     wavlm_dir: Path, mini_librispeech_manifests: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The same recipe YAML with a HuggingFace model as student_source; its export carries the model along."""
+    """The same recipe YAML with a HuggingFace model as upstream_source; its export carries the model along."""
     overrides = {
         "data_folder": "unused",
         "output_folder": str(tmp_path / "recipe"),
-        "student_source": str(wavlm_dir),
-        "freeze_student": False,
+        "upstream_source": str(wavlm_dir),
+        "freeze_upstream": False,
     }
     hparams_file = CTC / "hparams" / "ctc_tiny.yaml"
     with open(hparams_file, encoding="utf-8") as handle:
@@ -309,10 +303,10 @@ def test_paper_configs_build(
     script_dir: Path, config: str, output_neurons: int, distilled_student: Path, tmp_path: Path
 ) -> None:
     """The LibriSpeech configurations build on an exported student and hold every key their export needs."""
-    overrides = {"data_folder": "unused", "output_folder": str(tmp_path), "student_source": str(distilled_student)}
+    overrides = {"data_folder": "unused", "output_folder": str(tmp_path), "upstream_source": str(distilled_student)}
     with open(script_dir / "hparams" / config, encoding="utf-8") as handle:
         hparams = load_hyperpyyaml(handle, overrides)
-    assert isinstance(hparams["ssl"], DistilledSSL) and hparams["freeze_student"]
+    assert isinstance(hparams["ssl"], DistilledSSL) and hparams["freeze_upstream"]
     assert hparams["mixer"].layer_mode == "weighted" and hparams["num_ssl_layers"] == 3
     brain_class = CTCAttentionBrain if script_dir == SEQ2SEQ else CTCBrain
     assert all(key in hparams for key in brain_class.export_roots)

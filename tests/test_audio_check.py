@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechbrain_gendistill.audio_check import BadAudioError, check_manifest, load_audio
+from speechbrain_gendistill.data.audio import BadAudioError, check_manifest, load_audio
 
 
 def write_manifest(folder: Path, files: dict[str, Path]) -> Path:
@@ -102,7 +102,7 @@ def test_a_rerun_reuses_the_check_and_notices_changed_files(corpus, tmp_path, mo
     manifest = write_manifest(tmp_path, {k: corpus[k] for k in ("good", "stereo")})
     check_manifest(manifest, num_workers=1)
     decoded = []
-    import speechbrain_gendistill.audio_check as audio_check
+    import speechbrain_gendistill.data.audio as audio_check
 
     original = audio_check.inspect_audio
     monkeypatch.setattr(audio_check, "inspect_audio", lambda path, *a: decoded.append(path) or original(path, *a))

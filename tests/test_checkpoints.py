@@ -11,14 +11,14 @@ import textwrap
 import pytest
 import torch
 
-from speechbrain_gendistill.checkpoints import IntegrityCheckpointer, seal_checkpoint
+from speechbrain_gendistill.training.checkpoints import IntegrityCheckpointer, seal_checkpoint
 
 # Saves one checkpoint, then dies by SIGKILL in the middle of writing the next one.
 KILLED_WHILE_SAVING = textwrap.dedent(
     """
     import os, signal, sys, torch
     from speechbrain.utils.checkpoints import register_checkpoint_hooks, mark_as_saver, mark_as_loader
-    from speechbrain_gendistill.checkpoints import IntegrityCheckpointer
+    from speechbrain_gendistill.training.checkpoints import IntegrityCheckpointer
 
     @register_checkpoint_hooks
     class Counter:

@@ -14,8 +14,10 @@ import pytest
 import soundfile
 from conftest import MINI_LIBRISPEECH_SPLITS
 
-from speechbrain_gendistill.corpus import RECORD_NAME, VOICE_VARIANTS, main, plan_corpus, synthesize_corpus
-from speechbrain_gendistill.sentence_grammar import NUMBERS, SentenceGrammar, normalize_transcript
+from speechbrain_gendistill.data.espeak import VOICE_VARIANTS
+from speechbrain_gendistill.demo.corpus import RECORD_NAME, plan_corpus, synthesize_corpus
+from speechbrain_gendistill.demo.corpus.grammar import NUMBERS, SentenceGrammar, normalize_transcript
+from speechbrain_gendistill.demo.corpus.synthesis import main
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
@@ -94,7 +96,7 @@ def test_same_seed_same_bytes_other_seed_other_corpus(mini_librispeech: Path, tm
 
 def test_complete_corpus_is_reused(mini_librispeech: Path, caplog: pytest.LogCaptureFixture) -> None:
     before = {path: path.stat().st_mtime_ns for path in mini_librispeech.rglob("*")}
-    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.corpus"):
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.demo.corpus.synthesis"):
         synthesize_corpus(mini_librispeech, seed=0, splits=MINI_LIBRISPEECH_SPLITS)
     assert "Reusing the synthetic corpus" in caplog.text
     assert {path: path.stat().st_mtime_ns for path in mini_librispeech.rglob("*")} == before
@@ -104,7 +106,7 @@ def test_changed_options_or_missing_files_rebuild(tmp_path: Path, caplog: pytest
     folder = synthesize_corpus(tmp_path, splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
     first = folder_bytes(folder)
     next(folder.glob("a/*/*/*.flac")).unlink()
-    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.corpus"):
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.demo.corpus.synthesis"):
         synthesize_corpus(folder, splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
     assert "Rebuilding" in caplog.text
     assert folder_bytes(folder) == first
@@ -155,7 +157,7 @@ def test_number_sequences(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> N
     assert all(set(text.lower().split()) <= set(NUMBERS) for text in transcripts(folder).values())
     record = json.loads((folder / RECORD_NAME).read_text())
     assert record["options"]["text"] == "numbers" and record["vocabulary_size"] == len(NUMBERS)
-    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.corpus"):
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.demo.corpus.synthesis"):
         synthesize_corpus(folder, splits={"a": (1, 2)}, num_workers=1)
     assert "Rebuilding" in caplog.text
     assert not any(set(text.lower().split()) <= set(NUMBERS) for text in transcripts(folder).values())
@@ -165,7 +167,7 @@ def test_command_line(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "speechbrain_gendistill.corpus",
+        "speechbrain_gendistill.demo.corpus",
         "--folder",
         str(tmp_path),
         "--split",

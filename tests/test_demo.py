@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from speechbrain_gendistill import demo
+from speechbrain_gendistill.demo.__main__ import main as demo_main
 
 ROW_LABELS = ("Teacher (WavLM)", "DistilHuBERT", "GenDistiller")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -38,7 +38,7 @@ def numbers(cells: list[str]) -> list[float]:
 @pytest.fixture(scope="module")
 def quick_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("demo") / "out"
-    return folder, demo.main(["--output_folder", str(folder), "--quick"])
+    return folder, demo_main(["--output_folder", str(folder), "--quick"])
 
 
 def test_report_has_the_three_rows_with_finite_figures(quick_demo):
@@ -78,7 +78,7 @@ def test_trained_teacher_carries_speech_information(quick_demo):
 def test_rerun_reuses_every_stage(quick_demo, capsys):
     folder, report = quick_demo
     capsys.readouterr()
-    assert demo.main(["--output_folder", str(folder), "--quick"]) == report
+    assert demo_main(["--output_folder", str(folder), "--quick"]) == report
     progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(progress) == 9 and all("reused from an earlier run" in line for line in progress), progress
 
@@ -86,4 +86,4 @@ def test_rerun_reuses_every_stage(quick_demo, capsys):
 def test_folder_built_with_other_settings_is_refused(quick_demo):
     folder, _ = quick_demo
     with pytest.raises(ValueError, match="was built with other demo settings"):
-        demo.main(["--output_folder", str(folder)])
+        demo_main(["--output_folder", str(folder)])

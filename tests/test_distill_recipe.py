@@ -20,8 +20,8 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from safetensors.torch import load_file
 
-from speechbrain_gendistill.brains import build_student, check_frame_alignment
 from speechbrain_gendistill.lobes import DistilledSSL, SSLTeacher
+from speechbrain_gendistill.training.distillation import build_student, check_frame_alignment
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "LibriSpeech" / "distill"
 TARGET_LAYERS = "[1,2,4]"
@@ -169,12 +169,10 @@ def test_validation_loss_falls(history_mode, mini_librispeech, wavlm_dir, tmp_pa
 
 
 DDP_DRIVER = """
-import hashlib, json, os, sys
+import hashlib, json, os, runpy, sys
 import speechbrain as sb
 import torch
-sys.path.insert(0, os.getcwd())  # the recipe folder
-import train
-from speechbrain_gendistill.brains import DistillBrain
+from speechbrain_gendistill.training.distillation import DistillBrain
 
 seen, digests = {}, []
 fit_batch_start, stage_end = DistillBrain.on_fit_batch_start, DistillBrain.on_stage_end
@@ -190,7 +188,8 @@ def record_weights(self, stage, stage_loss, epoch=None):
         digests.append(hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest())
 
 DistillBrain.on_fit_batch_start, DistillBrain.on_stage_end = record_batch, record_weights
-train.main(sys.argv[1:])
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path(os.path.join(os.getcwd(), "train.py"), run_name="__main__")  # the recipe, as `python train.py` runs it
 with open(os.path.join(os.environ["RANKS_FOLDER"], f"rank{os.environ['RANK']}.json"), "w") as handle:
     json.dump({"seen": seen, "digests": digests}, handle)
 """

@@ -8,8 +8,9 @@ import pickle
 import pytest
 import torch
 
-from speechbrain_gendistill.export import export_student, load_student
+from speechbrain_gendistill.export import export_student
 from speechbrain_gendistill.lobes import DistilHuBERTStudent, DistilledSSL, GenDistillStudent
+from speechbrain_gendistill.lobes.distilled import load_student
 
 SMALL = dict(
     target_dim=24,

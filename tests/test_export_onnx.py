@@ -14,9 +14,10 @@ import pytest
 import soundfile
 import torch
 
-from speechbrain_gendistill.export import export_student, load_student
-from speechbrain_gendistill.export_onnx import main
+from speechbrain_gendistill.export import export_student
+from speechbrain_gendistill.export.onnx import main
 from speechbrain_gendistill.lobes import DistilHuBERTStudent, GenDistillStudent
+from speechbrain_gendistill.lobes.distilled import load_student
 
 REPO = Path(__file__).resolve().parents[1]
 SNIPPET_FILE = REPO / "docs" / "onnx_snippet.py"

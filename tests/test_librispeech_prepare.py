@@ -13,7 +13,7 @@ import soundfile
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_gendistill.librispeech_prepare import LibriSpeechLayoutError, prepare_librispeech
+from speechbrain_gendistill.data.librispeech import LibriSpeechLayoutError, prepare_librispeech
 
 SPLITS = dict(train_splits=["train-synth"], dev_splits=["dev-synth"], test_splits=["test-synth"])
 
@@ -78,7 +78,7 @@ def test_finished_preparation_is_skipped_and_redone_when_needed(
     paths = run_on_main(prepare_librispeech, kwargs=dict(data_folder=corpus_copy, save_folder=save, **SPLITS))
     assert sorted(paths) == ["dev", "test-synth", "train"] and all(path.is_file() for path in paths.values())
     stamps = {path: path.stat().st_mtime_ns for path in save.iterdir()}
-    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.librispeech_prepare"):
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.data.librispeech"):
         prepare_librispeech(corpus_copy, save, **SPLITS)
     assert "up to date" in caplog.text
     assert {path: path.stat().st_mtime_ns for path in save.iterdir()} == stamps
@@ -93,7 +93,7 @@ def test_finished_preparation_is_skipped_and_redone_when_needed(
     first_id = lines[0].split(" ")[0]
     transcript.write_text("\n".join([f"{first_id} A NEW TEXT", *lines[1:]]) + "\n")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.librispeech_prepare"):
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.data.librispeech"):
         prepare_librispeech(corpus_copy, save, train_splits=["train-synth"], dev_splits=["dev-synth"])
     assert "up to date" not in caplog.text
     assert {row["ID"]: row["wrd"] for row in read_rows(save / "dev.csv")}[first_id] == "A NEW TEXT"

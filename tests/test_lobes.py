@@ -62,17 +62,17 @@ def test_layer_causality_under_teacher_forcing(wavs):
     frames = student.frame_mask(wavs).shape[1]
     history = torch.randn(K, 2, frames, D_T)
     with torch.no_grad():
-        reference = student.generate(wavs, teacher_layers=history)
+        reference = student.predict_targets(wavs, teacher_history=history)
         for j in range(K - 1):  # history[j] is the input of step j + 1 (0-based)
             changed = history.clone()
             changed[j] += torch.randn_like(changed[j])
-            out = student.generate(wavs, teacher_layers=changed)
-            assert torch.equal(out[: j + 1], reference[: j + 1]), f"steps 1..{j + 1} saw teacher_layers[{j}]"
-            assert (out[j + 1] - reference[j + 1]).abs().max() > 1e-3, f"step {j + 2} ignored teacher_layers[{j}]"
+            out = student.predict_targets(wavs, teacher_history=changed)
+            assert torch.equal(out[: j + 1], reference[: j + 1]), f"steps 1..{j + 1} saw teacher_history[{j}]"
+            assert (out[j + 1] - reference[j + 1]).abs().max() > 1e-3, f"step {j + 2} ignored teacher_history[{j}]"
         # The last teacher layer is a target only, never history.
         changed = history.clone()
         changed[K - 1] += 1.0
-        assert torch.equal(student.generate(wavs, teacher_layers=changed), reference)
+        assert torch.equal(student.predict_targets(wavs, teacher_history=changed), reference)
 
 
 def test_time_axis_is_bidirectional(wavs):
@@ -82,8 +82,8 @@ def test_time_axis_is_bidirectional(wavs):
     changed = history.clone()
     changed[0, :, -1] += 5.0  # the last frame of step 2's history
     with torch.no_grad():
-        before = student.generate(wavs, teacher_layers=history)
-        after = student.generate(wavs, teacher_layers=changed)
+        before = student.predict_targets(wavs, teacher_history=history)
+        after = student.predict_targets(wavs, teacher_history=changed)
     assert (after[1, :, 0] - before[1, :, 0]).abs().max() > 1e-4
 
 
@@ -91,15 +91,15 @@ def test_time_axis_is_bidirectional(wavs):
 def test_kv_cache_reproduces_the_parallel_pass(wavs, wav_lens):
     student = small_gendistill()
     with torch.no_grad():
-        free = student.generate(wavs, wav_lens)
-        forced = student.generate(wavs, wav_lens, teacher_layers=free)
+        free = student.predict_targets(wavs, wav_lens)
+        forced = student.predict_targets(wavs, wav_lens, teacher_history=free)
     mask = student.frame_mask(wavs, wav_lens)
     difference = (free - forced).abs()[:, mask].max().item()
     assert difference <= 1e-4, difference
 
 
 @pytest.mark.parametrize("make_student", [small_gendistill, small_distilhubert])
-@pytest.mark.parametrize("call", ["forward", "generate"])
+@pytest.mark.parametrize("call", ["forward", "predict_targets"])
 def test_padding_never_reaches_a_valid_frame(make_student, call, wavs):
     student = make_student()
     student.output_all_hiddens = True
@@ -122,12 +122,12 @@ def test_scheduled_history_mixes_teacher_and_own_layers(wavs):
     frames = student.frame_mask(wavs).shape[1]
     history = torch.randn(K, 2, frames, D_T)
     with torch.no_grad():
-        forced = student.generate(wavs, teacher_layers=history, teacher_prob=1.0)
-        free = student.generate(wavs)
+        forced = student.predict_targets(wavs, teacher_history=history, teacher_history_prob=1.0)
+        free = student.predict_targets(wavs)
         torch.manual_seed(0)
-        never = student.generate(wavs, teacher_layers=history, teacher_prob=1e-9)
+        never = student.predict_targets(wavs, teacher_history=history, teacher_history_prob=1e-9)
         torch.manual_seed(0)
-        mixed = [student.generate(wavs, teacher_layers=history, teacher_prob=0.5) for _ in range(8)]
+        mixed = [student.predict_targets(wavs, teacher_history=history, teacher_history_prob=0.5) for _ in range(8)]
     assert torch.allclose(never, free, atol=1e-5)
     for out in mixed:  # step 1 never depends on the history
         assert torch.allclose(out[0], forced[0], atol=1e-5)
@@ -199,7 +199,7 @@ def test_teacher_and_student_frames_line_up(wavlm_dir, tmp_path):
     student = small_gendistill(target_dim=teacher.hidden_size, num_target_layers=2)
     wavs = torch.randn(3, 12345)
     targets = teacher(wavs)
-    assert student.generate(wavs, teacher_layers=targets).shape == targets.shape
+    assert student.predict_targets(wavs, teacher_history=targets).shape == targets.shape
 
 
 def test_loss_ignores_padding_and_reports_each_layer():

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from test_distill_recipe import recipe_args, run_recipe, valid_losses
 
-from speechbrain_gendistill.librispeech_prepare import prepare_librispeech
+from speechbrain_gendistill.data.librispeech import prepare_librispeech
 
 
 def test_a_nonfinite_loss_skips_the_batch(mini_librispeech, wavlm_dir, tmp_path):

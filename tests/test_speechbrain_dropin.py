@@ -24,8 +24,8 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from speechbrain_gendistill.export import DistilledSSL, export_student
-from speechbrain_gendistill.student import GenDistillStudent
+from speechbrain_gendistill.export import export_student
+from speechbrain_gendistill.lobes import DistilledSSL, GenDistillStudent
 
 RECIPE_YAML = """
 seed: 1986

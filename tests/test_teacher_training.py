@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import WavLMModel
 
-from speechbrain_gendistill.teacher import SSLTeacher
-from speechbrain_gendistill.teacher_training import initial_teacher, main, unpack_teacher
+from speechbrain_gendistill.demo.teacher_ctc import initial_teacher, main, unpack_teacher
+from speechbrain_gendistill.lobes.teacher import SSLTeacher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_TEACHER = (

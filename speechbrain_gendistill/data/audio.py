@@ -22,10 +22,13 @@ import soundfile as sf
 import torch
 import torchaudio
 
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
+from speechbrain_gendistill.core.frames import DEFAULT_CONV_LAYERS, receptive_field
+
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-MIN_SAMPLES = 400  # the receptive field of the wav2vec 2.0 CNN
+# The fewest samples wav2vec 2.0's CNN makes one frame of.
+MIN_SAMPLES = receptive_field(DEFAULT_CONV_LAYERS)
 
 
 class BadAudioError(ValueError):

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_gendistill.data.audio import check_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +173,7 @@ def prepare_librispeech(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_gendistill.corpus import synthesize_corpus
+    >>> from speechbrain_gendistill.demo.corpus import synthesize_corpus
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     data = synthesize_corpus(f"{tmp}/data", splits={"a": (1, 2), "b": (1, 1)}, num_workers=1)
     ...     paths = prepare_librispeech(data, f"{tmp}/csv", train_splits=["a"], dev_splits=["b"])
@@ -233,3 +236,35 @@ def prepare_librispeech(
         logger.info("%s: %d utterances, %.2f hours -> %s", name, len(rows), hours, paths[name])
     record.write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+def librispeech_manifests(hparams: dict, test_splits: Sequence[str] = ()) -> dict[str, Path]:
+    """A recipe's manifests, written by the main process and checked before any training.
+
+    Runs :func:`prepare_librispeech` on the main process with the recipe's
+    keys (``data_folder``, ``save_folder``, ``train_splits``, ``dev_splits``,
+    ``skip_prep``, ``prep_workers``), then decodes every listed audio file
+    once (:func:`~speechbrain_gendistill.data.audio.check_manifest`, honouring
+    ``skip_bad_audio``). Returns ``train`` (the YAML's ``train_csv``),
+    ``valid`` (``valid_csv``) and one entry per test split, each the manifest
+    to read (without the skipped files, if any were).
+    """
+    run_on_main(
+        prepare_librispeech,
+        kwargs={
+            "data_folder": hparams["data_folder"],
+            "save_folder": hparams["save_folder"],
+            "train_splits": hparams["train_splits"],
+            "dev_splits": hparams["dev_splits"],
+            "test_splits": list(test_splits),
+            "skip_prep": hparams["skip_prep"],
+            "num_workers": hparams["prep_workers"],
+        },
+    )
+    manifests = {"train": Path(hparams["train_csv"]), "valid": Path(hparams["valid_csv"])}
+    manifests.update({split: Path(hparams["save_folder"]) / f"{split}.csv" for split in test_splits})
+    for name, manifest in manifests.items():
+        run_on_main(check_manifest, args=[manifest], kwargs={"skip_bad_audio": hparams["skip_bad_audio"]})
+        # Every process reads the main process's record of the check; nothing is decoded twice.
+        manifests[name] = check_manifest(manifest, skip_bad_audio=hparams["skip_bad_audio"], num_workers=1)
+    return manifests

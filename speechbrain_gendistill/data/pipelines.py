@@ -20,7 +20,8 @@ from speechbrain.dataio.dataset import DynamicItemDataset, add_dynamic_item, set
 from speechbrain.dataio.sampler import DistributedSamplerWrapper, DynamicBatchSampler
 from torch.utils.data import DistributedSampler
 
-from speechbrain_gendistill.audio_check import SAMPLE_RATE, load_audio
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
+from speechbrain_gendistill.data.audio import load_audio
 
 SORTINGS = ("random", "ascending", "descending")
 

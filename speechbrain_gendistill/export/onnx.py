@@ -21,8 +21,8 @@ mean cosine similarity to PyTorch's fp32 output (int8).
 
 Usage::
 
-    python -m speechbrain_gendistill.export_onnx --student exported_student/ --out student.onnx
-    python -m speechbrain_gendistill.export_onnx --student exported_student/ --out student.int8.onnx --quantize int8
+    python -m speechbrain_gendistill.export.onnx --student exported_student/ --out student.onnx
+    python -m speechbrain_gendistill.export.onnx --student exported_student/ --out student.int8.onnx --quantize int8
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from speechbrain_gendistill.components import receptive_field
-from speechbrain_gendistill.export import load_student
-from speechbrain_gendistill.student import DistillationStudent
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
+from speechbrain_gendistill.core.frames import receptive_field
+from speechbrain_gendistill.lobes.distilled import load_student
+from speechbrain_gendistill.lobes.students import DistillationStudent
 
 ONNX_OPSET = 17
-SAMPLE_RATE = 16000
 INPUT_NAMES = ["wavs", "wav_lens"]
 # The command warns when its parity check falls short of these (fp32: max abs diff; int8: cosine to fp32).
 FP32_TOLERANCE = 1e-4
@@ -87,7 +87,7 @@ def export_onnx(student: DistillationStudent, path: str | Path, opset: int = ONN
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_gendistill.student import GenDistillStudent
+    >>> from speechbrain_gendistill.lobes.students import GenDistillStudent
     >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
     >>> path = export_onnx(student, Path(tempfile.mkdtemp()) / "student.onnx")
@@ -142,7 +142,7 @@ def quantize_int8(source: str | Path, target: str | Path) -> Path:
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_gendistill.student import DistilHuBERTStudent
+    >>> from speechbrain_gendistill.lobes.students import DistilHuBERTStudent
     >>> student = DistilHuBERTStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
     >>> folder = Path(tempfile.mkdtemp())

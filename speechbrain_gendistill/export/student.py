@@ -1,51 +1,26 @@
-"""Export of a distilled student to a shareable folder, and the lobe that loads it.
+"""Export of a distilled student to a shareable folder: config.json, model.safetensors, README.md.
 
-An exported student is data only: ``config.json`` (which student class, with
-which constructor arguments), ``model.safetensors`` (the weights used at
-inference: no teacher, no baseline heads) and ``README.md`` (a model card).
-Loading reads JSON and safetensors, never a pickle, so a shared folder cannot
-run code on the machine that loads it.
+The folder is data only (see :mod:`speechbrain_gendistill.core.export_format`);
+:class:`speechbrain_gendistill.lobes.DistilledSSL` loads it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from speechbrain.utils.checkpoints import mark_as_transfer, register_checkpoint_hooks
-from torch import nn
+from safetensors.torch import save_file
 
-from speechbrain_gendistill.student import DistilHuBERTStudent, DistillationStudent, GenDistillStudent
-
-EXPORT_FORMAT = "speechbrain-gendistill-student"
-EXPORT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "README.md"
-STUDENT_CLASSES: dict[str, type[DistillationStudent]] = {
-    "GenDistillStudent": GenDistillStudent,
-    "DistilHuBERTStudent": DistilHuBERTStudent,
-}
-HEADS_PREFIX = "prediction_heads."
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Writes through a temporary file and a rename: a crash never leaves half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+from speechbrain_gendistill.core.export_format import (
+    CARD_FILE,
+    CONFIG_FILE,
+    EXPORT_FORMAT,
+    WEIGHTS_FILE,
+    write_atomically,
+)
+from speechbrain_gendistill.lobes.distilled import inference_weights, student_config
+from speechbrain_gendistill.lobes.students import DistillationStudent
 
 
 def _model_card(class_name: str, config: dict[str, Any], parameters: int, card: dict[str, Any]) -> str:
@@ -71,17 +46,6 @@ def _model_card(class_name: str, config: dict[str, Any], parameters: int, card: 
     return "\n".join(lines)
 
 
-def export_config(student: DistillationStudent) -> dict[str, Any]:
-    """What an export's ``config.json`` holds for ``student``: its class and constructor arguments, as JSON."""
-    class_name = type(student).__name__
-    if class_name not in STUDENT_CLASSES:
-        raise TypeError(f"cannot export a {class_name}; supported: {sorted(STUDENT_CLASSES)}")
-    arguments = {name: value for name, value in student.config.items() if name != "output_all_hiddens"}
-    if arguments.get("conv_layers") is not None:
-        arguments["conv_layers"] = [list(layer) for layer in arguments["conv_layers"]]
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "class": class_name, "arguments": arguments}
-
-
 def export_student(student: DistillationStudent, folder: str | Path, card: dict[str, Any] | None = None) -> Path:
     """Writes ``student`` to ``folder`` as config.json, model.safetensors and README.md.
 
@@ -103,200 +67,20 @@ def export_student(student: DistillationStudent, folder: str | Path, card: dict[
     Example
     -------
     >>> import tempfile
+    >>> from speechbrain_gendistill.lobes import GenDistillStudent
     >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
     >>> folder = export_student(student, tempfile.mkdtemp(), {"teacher": "a local WavLM"})
     >>> sorted(path.name for path in folder.iterdir())
     ['README.md', 'config.json', 'model.safetensors']
     """
-    config = export_config(student)
+    config = student_config(student)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = {
-        name: tensor.detach().cpu().contiguous()
-        for name, tensor in student.state_dict().items()
-        if not name.startswith(HEADS_PREFIX)
-    }
-    class_name, arguments = config["class"], config["arguments"]
+    weights = inference_weights(student)
     parameters = sum(tensor.numel() for tensor in weights.values())
-    _write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(weights, path, metadata={"format": EXPORT_FORMAT}))
-    _write_atomically(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))
-    card_text = _model_card(class_name, arguments, parameters, card or {})
-    _write_atomically(folder / CARD_FILE, lambda path: Path(path).write_text(card_text))
+    write_atomically(folder / WEIGHTS_FILE, lambda path: save_file(weights, path, metadata={"format": EXPORT_FORMAT}))
+    write_atomically(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))
+    card_text = _model_card(config["class"], config["arguments"], parameters, card or {})
+    write_atomically(folder / CARD_FILE, lambda path: Path(path).write_text(card_text))
     return folder
-
-
-def check_export_config(config: Any, where: str) -> dict[str, Any]:
-    """Checks the contents of an export's ``config.json``; errors name ``where`` it came from."""
-    if not isinstance(config, dict) or config.get("format") != EXPORT_FORMAT:
-        raise ValueError(f"{where} does not describe a student exported by speechbrain-gendistill")
-    if config.get("version") != EXPORT_VERSION:
-        raise ValueError(f"{where}: export version {config.get('version')!r} is not {EXPORT_VERSION}")
-    if config.get("class") not in STUDENT_CLASSES:
-        raise ValueError(f"{where}: unknown student class {config.get('class')!r}")
-    return config
-
-
-def read_export_config(folder: str | Path) -> dict[str, Any]:
-    """Reads and checks ``config.json`` of an exported student; errors name the file at fault."""
-    folder = Path(folder)
-    config_path = folder / CONFIG_FILE
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is not a folder: expected an exported student")
-    if not config_path.is_file():
-        raise ValueError(f"{folder} is not an exported student: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{config_path} is not valid JSON: {error}") from error
-    return check_export_config(config, str(config_path))
-
-
-def build_exported_student(config: dict[str, Any], where: str, output_all_hiddens: bool = False) -> DistillationStudent:
-    """The student an export's config describes, with fresh weights (and without the baseline's heads)."""
-    config = check_export_config(config, where)
-    try:
-        student = STUDENT_CLASSES[config["class"]](**config["arguments"], output_all_hiddens=output_all_hiddens)
-    except TypeError as error:
-        raise ValueError(f"{where}: arguments do not build a {config['class']}: {error}") from error
-    if isinstance(student, DistilHuBERTStudent):
-        student.drop_prediction_heads()
-    return student
-
-
-def load_safetensors_into(student: DistillationStudent, path: str | Path) -> None:
-    """Loads every weight of ``student`` from the safetensors file ``path``: no pickle, no missing or extra weight."""
-    try:
-        weights = load_file(path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"{path} is not a safetensors file ({error}); refusing to load it any other way") from error
-    missing, unexpected = student.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit {type(student).__name__}: missing {missing}, unexpected {unexpected}")
-
-
-def load_student(folder: str | Path, output_all_hiddens: bool = False) -> DistillationStudent:
-    """Rebuilds an exported student from its JSON config and safetensors weights.
-
-    Arguments
-    ---------
-    folder : str or Path
-        A folder written by :func:`export_student`.
-    output_all_hiddens : bool
-        Passed to the student (``forward`` returns every layer).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> student = DistilHuBERTStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
-    ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
-    >>> loaded = load_student(export_student(student, tempfile.mkdtemp())).eval()
-    >>> wavs = torch.randn(1, 1600)
-    >>> torch.equal(loaded(wavs), student.eval()(wavs)), loaded.prediction_heads is None
-    (True, True)
-    """
-    folder = Path(folder)
-    config = read_export_config(folder)
-    weights_path = folder / WEIGHTS_FILE
-    if not weights_path.is_file():
-        raise ValueError(f"{folder} is not an exported student: {WEIGHTS_FILE} is missing")
-    student = build_exported_student(config, str(folder / CONFIG_FILE), output_all_hiddens)
-    load_safetensors_into(student, weights_path)
-    return student
-
-
-@register_checkpoint_hooks
-class DistilledSSL(nn.Module):
-    """An exported student as a SpeechBrain SSL lobe, a drop-in for the HF ones.
-
-    It takes the keyword arguments of ``speechbrain.integrations.huggingface``'s
-    Wav2Vec2 / HuBERT / WavLM lobes, so swapping the class in a recipe's YAML
-    is the only change: ``forward(wavs, wav_lens)`` gives [B, T, D], or every
-    generated layer [K, B, T, D] with ``output_all_hiddens=True``.
-
-    Arguments
-    ---------
-    source : str, optional
-        Folder of an exported student (no hub download: nothing to fetch).
-    save_path : str, optional
-        Accepted for YAML compatibility with the HF lobes; unused.
-    output_norm : bool
-        Apply a LayerNorm (no affine parameters) over the features of each frame.
-    freeze : bool
-        Frozen feature extractor (eval mode, no gradients) or fine-tuned.
-    freeze_feature_extractor : bool
-        When fine-tuning, keep the waveform CNN frozen.
-    output_all_hiddens : bool
-        Return all layers stacked on a new first axis.
-    student_config : dict, optional
-        Instead of ``source``: the contents of an export's ``config.json``. The
-        weights then come from a SpeechBrain ``Pretrainer``, which loads them
-        from a safetensors file (see :meth:`load_weights`): this is how an
-        exported ASR model carries its encoder, so that its folder can be moved
-        or shared.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
-    ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
-    >>> encoder = DistilledSSL(source=str(export_student(student, tempfile.mkdtemp())), freeze=True)
-    >>> encoder(torch.randn(2, 1600), torch.tensor([1.0, 0.5])).shape
-    torch.Size([2, 159, 24])
-    >>> encoder.output_dim, encoder.num_layers
-    (24, 2)
-    """
-
-    def __init__(
-        self,
-        source: str | None = None,
-        save_path: str | None = None,
-        output_norm: bool = False,
-        freeze: bool = True,
-        freeze_feature_extractor: bool = False,
-        output_all_hiddens: bool = False,
-        student_config: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__()
-        if (source is None) == (student_config is None):
-            raise ValueError("DistilledSSL: give either source (an exported student folder) or student_config")
-        if source is not None:
-            self.model = load_student(source, output_all_hiddens=output_all_hiddens)
-        else:
-            self.model = build_exported_student(student_config, "DistilledSSL student_config", output_all_hiddens)
-        self.freeze = freeze
-        self.output_norm = output_norm
-        self.output_all_hiddens = output_all_hiddens
-        config = self.model.config
-        if isinstance(self.model, GenDistillStudent):
-            self.output_dim, self.num_layers = config["target_dim"], config["num_target_layers"]
-        else:
-            self.output_dim, self.num_layers = config["d_model"], config["num_layers"] + 1
-        frozen = self.model if freeze else (self.model.frontend.feature_extractor if freeze_feature_extractor else None)
-        if frozen is not None:
-            for parameter in frozen.parameters():
-                parameter.requires_grad = False
-        if freeze:
-            self.model.eval()
-
-    @mark_as_transfer
-    def load_weights(self, path: str | Path) -> None:
-        """The ``Pretrainer``'s hook: the student's weights from a safetensors file, all of them, never a pickle."""
-        load_safetensors_into(self.model, path)
-
-    def save_weights(self, path: str | Path) -> None:
-        """Writes the student's current weights to ``path`` in the format :meth:`load_weights` reads."""
-        weights = {name: tensor.detach().cpu().contiguous() for name, tensor in self.model.state_dict().items()}
-        _write_atomically(Path(path), lambda temporary: save_file(weights, temporary))
-
-    def train(self, mode: bool = True) -> DistilledSSL:
-        """A frozen student stays in eval mode (no dropout) whatever the Brain asks."""
-        super().train(mode and not self.freeze)
-        return self
-
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
-            out = self.model(wavs, wav_lens)
-        if self.output_norm:
-            out = F.layer_norm(out, out.shape[-1:])
-        return out

@@ -1,7 +1,33 @@
-"""The lobes a SpeechBrain recipe builds from YAML."""
+"""The lobes a SpeechBrain recipe builds from YAML: the students, the teacher, and the upstreams of downstream tasks.
 
-from speechbrain_gendistill.export import DistilledSSL
-from speechbrain_gendistill.student import DistilHuBERTStudent, GenDistillStudent
-from speechbrain_gendistill.teacher import SSLTeacher
+- :class:`GenDistillStudent`, :class:`DistilHuBERTStudent`: the two students (``students.py``), built from
+  ``components.py`` (CNN, positional convolution, transformer block), ``attention.py`` (attention with a
+  KV cache, the 2D attention's mask) and ``generator.py`` (GenDistiller's layer generator);
+- :class:`SSLTeacher`: a frozen HF SSL model whose chosen layers are the targets (``teacher.py``);
+- :class:`DistilledSSL`: an exported student as a drop-in for SpeechBrain's HF SSL lobes (``distilled.py``);
+- :func:`build_upstream`, :class:`LayerMixer`, :class:`FrameLengthsSequential`: what a downstream recipe
+  reads a student or a teacher through (``upstream.py``).
+"""
 
-__all__ = ["GenDistillStudent", "DistilHuBERTStudent", "SSLTeacher", "DistilledSSL"]
+from speechbrain_gendistill.lobes.distilled import DistilledSSL
+from speechbrain_gendistill.lobes.students import DistilHuBERTStudent, GenDistillStudent
+from speechbrain_gendistill.lobes.teacher import SSLTeacher
+from speechbrain_gendistill.lobes.upstream import (
+    FrameLengthsSequential,
+    LayerMixer,
+    build_upstream,
+    upstream_feature_dim,
+    upstream_num_layers,
+)
+
+__all__ = [
+    "GenDistillStudent",
+    "DistilHuBERTStudent",
+    "SSLTeacher",
+    "DistilledSSL",
+    "build_upstream",
+    "upstream_num_layers",
+    "upstream_feature_dim",
+    "LayerMixer",
+    "FrameLengthsSequential",
+]

@@ -11,66 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_gendistill.attention import KVCache, MultiHeadAttention
-
-ConvSpec = list[tuple[int, int, int]]
-
-# wav2vec 2.0 / HuBERT / WavLM: 20 ms hop, 25 ms receptive field at 16 kHz.
-DEFAULT_CONV_LAYERS: ConvSpec = [(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512, 2, 2)] * 2
-
-
-def conv_output_lengths(lengths: torch.Tensor, conv_layers: ConvSpec) -> torch.Tensor:
-    """Number of output frames whose receptive field lies inside ``lengths`` samples.
-
-    Example
-    -------
-    >>> conv_output_lengths(torch.tensor([16000, 400, 399]), DEFAULT_CONV_LAYERS)
-    tensor([49,  1,  0])
-    """
-    for _, kernel, stride in conv_layers:
-        lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
-    return lengths.clamp(min=0)
-
-
-def receptive_field(conv_layers: ConvSpec) -> int:
-    """Samples seen by one output frame of the stack.
-
-    Example
-    -------
-    >>> receptive_field(DEFAULT_CONV_LAYERS)
-    400
-    """
-    field, jump = 1, 1
-    for _, kernel, stride in conv_layers:
-        field += (kernel - 1) * jump
-        jump *= stride
-    return field
-
-
-def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """Boolean mask [B, max_len], True on the first ``lengths[b]`` positions.
-
-    Example
-    -------
-    >>> lengths_to_mask(torch.tensor([1, 3]), 3)
-    tensor([[ True, False, False],
-            [ True,  True,  True]])
-    """
-    positions = torch.arange(max_len, device=lengths.device)
-    return positions[None, :] < lengths[:, None]
-
-
-def relative_to_absolute(wav_lens: torch.Tensor | None, num_samples: int, batch: int) -> torch.Tensor:
-    """SpeechBrain's relative lengths (1.0 = the whole padded batch) to sample counts.
-
-    Example
-    -------
-    >>> relative_to_absolute(torch.tensor([1.0, 0.5]), 16000, 2)
-    tensor([16000,  8000])
-    """
-    if wav_lens is None:
-        return torch.full((batch,), num_samples, dtype=torch.long)
-    return torch.round(wav_lens.float().cpu() * num_samples).long()
+from speechbrain_gendistill.core.frames import (
+    DEFAULT_CONV_LAYERS,
+    ConvSpec,
+    conv_output_lengths,
+    lengths_to_mask,
+)
+from speechbrain_gendistill.lobes.attention import KVCache, MultiHeadAttention
 
 
 class MaskedGroupNorm(nn.Module):

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from speechbrain_gendistill.attention import KVCache, block_causal_mask, key_padding_mask
-from speechbrain_gendistill.components import TransformerBlock
+from speechbrain_gendistill.lobes.attention import KVCache, block_causal_mask, key_padding_mask
+from speechbrain_gendistill.lobes.components import TransformerBlock
 
 
 class LayerGenerator(nn.Module):
@@ -47,8 +47,10 @@ class LayerGenerator(nn.Module):
     >>> free = generator(x0, mask)
     >>> free.shape
     torch.Size([3, 2, 7, 24])
-    >>> forced = generator(x0, mask, history=free)
+    >>> forced = generator(x0, mask, teacher_history=free)
     >>> torch.allclose(free, forced, atol=1e-5)
+    True
+    >>> torch.allclose(free, generator.generate(x0, mask, use_cache=False), atol=1e-5)
     True
     """
 
@@ -77,23 +79,24 @@ class LayerGenerator(nn.Module):
         self,
         x0: torch.Tensor,
         frame_mask: torch.Tensor,
-        history: torch.Tensor | None = None,
-        teacher_prob: float = 1.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 1.0,
     ) -> torch.Tensor:
         """Generates [K, B, T, D_t] from x0 [B, T, d].
 
-        ``history`` [K, B, T, D_t] (the teacher's layers) is fed back with
-        probability ``teacher_prob`` per step and utterance; 1.0 is teacher
-        forcing in one parallel pass, no history (or 0.0) is free running.
+        ``teacher_history`` [K, B, T, D_t] (the teacher's layers) is read as
+        the previous layer with probability ``teacher_history_prob`` per step
+        and utterance; 1.0 is teacher forcing in one parallel pass, no history
+        (or 0.0) is free running.
         """
-        if history is not None and teacher_prob >= 1.0:
-            return self.teacher_forced(x0, frame_mask, history)
-        return self.generate(x0, frame_mask, history, teacher_prob)
+        if teacher_history is not None and teacher_history_prob >= 1.0:
+            return self.teacher_forced(x0, frame_mask, teacher_history)
+        return self.generate(x0, frame_mask, teacher_history, teacher_history_prob)
 
-    def teacher_forced(self, x0: torch.Tensor, frame_mask: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    def teacher_forced(self, x0: torch.Tensor, frame_mask: torch.Tensor, teacher_history: torch.Tensor) -> torch.Tensor:
         """All steps in one pass over the flattened K*T grid under the block-causal mask."""
         batch, frames, _ = x0.shape
-        previous = self.in_proj(history[: self.num_steps - 1])  # [K-1, B, T, d]
+        previous = self.in_proj(teacher_history[: self.num_steps - 1])  # [K-1, B, T, d]
         tokens = torch.cat([x0[None], previous], dim=0) + self.step_embedding[:, None, None, :]
         grid = tokens.transpose(0, 1).reshape(batch, self.num_steps * frames, -1)
         out = self.transform(grid, block_causal_mask(frame_mask, self.num_steps))
@@ -104,24 +107,37 @@ class LayerGenerator(nn.Module):
         self,
         x0: torch.Tensor,
         frame_mask: torch.Tensor,
-        history: torch.Tensor | None = None,
-        teacher_prob: float = 0.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 0.0,
+        use_cache: bool = True,
     ) -> torch.Tensor:
-        """One step at a time; each step's T queries attend to cached keys of steps <= k."""
-        cache = KVCache()
+        """One step at a time; each step's T queries attend to the keys of steps <= k.
+
+        With ``use_cache`` those keys and values come from a :class:`KVCache`;
+        without it, step k runs the blocks again over the whole grid of steps
+        1..k and keeps its last row: the same result, the work the cache saves.
+        """
+        batch, frames, _ = x0.shape
+        cache = KVCache() if use_cache else None
+        rows: list[torch.Tensor] = []
         outputs: list[torch.Tensor] = []
         for step in range(self.num_steps):
             if step == 0:
                 tokens = x0
             else:
                 previous = outputs[-1]
-                if history is not None and teacher_prob > 0.0:
-                    use_teacher = torch.rand(x0.shape[0], 1, 1, device=x0.device) < teacher_prob
-                    previous = torch.where(use_teacher, history[step - 1], previous)
+                if teacher_history is not None and teacher_history_prob > 0.0:
+                    use_teacher = torch.rand(batch, 1, 1, device=x0.device) < teacher_history_prob
+                    previous = torch.where(use_teacher, teacher_history[step - 1], previous)
                 tokens = self.in_proj(previous)
             tokens = tokens + self.step_embedding[step]
-            mask = key_padding_mask(frame_mask, step + 1)
-            outputs.append(self.out_proj(self.transform(tokens, mask, cache)) + self.skip(tokens))
+            if use_cache:
+                out = self.transform(tokens, key_padding_mask(frame_mask, step + 1), cache)
+            else:
+                rows.append(tokens)
+                grid = torch.stack(rows, dim=1).reshape(batch, (step + 1) * frames, -1)
+                out = self.transform(grid, block_causal_mask(frame_mask, step + 1))[:, step * frames :]
+            outputs.append(self.out_proj(out) + self.skip(tokens))
         return torch.stack(outputs)
 
     def transform(self, tokens: torch.Tensor, attn_mask: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:

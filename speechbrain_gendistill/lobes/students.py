@@ -3,7 +3,7 @@
 Both share the front-end (waveform CNN, LayerNorm, Linear to the model width,
 convolutional positional embedding) and the contract of SpeechBrain's HF SSL
 lobes: ``forward(wavs, wav_lens)`` gives [B, T, D], or [N, B, T, D] with
-``output_all_hiddens=True``. ``generate`` gives the K predicted teacher layers
+``output_all_hiddens=True``. ``predict_targets`` gives the K predicted teacher layers
 [K, B, T, D_t] that distillation trains on.
 """
 
@@ -14,19 +14,17 @@ import logging
 import torch
 from torch import nn
 
-from speechbrain_gendistill.attention import key_padding_mask
-from speechbrain_gendistill.components import (
+from speechbrain_gendistill.core.frames import (
     DEFAULT_CONV_LAYERS,
-    ConvFeatureExtractor,
-    ConvPositionalEmbedding,
     ConvSpec,
-    TransformerBlock,
     conv_output_lengths,
     lengths_to_mask,
     receptive_field,
     relative_to_absolute,
 )
-from speechbrain_gendistill.generator import LayerGenerator
+from speechbrain_gendistill.lobes.attention import key_padding_mask
+from speechbrain_gendistill.lobes.components import ConvFeatureExtractor, ConvPositionalEmbedding, TransformerBlock
+from speechbrain_gendistill.lobes.generator import LayerGenerator
 
 logger = logging.getLogger(__name__)
 
@@ -141,12 +139,12 @@ class DistillationStudent(nn.Module):
             config["dropout"],
         )
 
-    def generate(
+    def predict_targets(
         self,
         wavs: torch.Tensor,
         wav_lens: torch.Tensor | None = None,
-        teacher_layers: torch.Tensor | None = None,
-        teacher_prob: float = 1.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 1.0,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -203,8 +201,8 @@ class GenDistillStudent(DistillationStudent):
     >>> wavs = torch.randn(2, 1600)
     >>> student(wavs, torch.tensor([1.0, 0.6])).shape
     torch.Size([2, 159, 24])
-    >>> teacher_layers = torch.randn(3, 2, 159, 24)
-    >>> student.generate(wavs, teacher_layers=teacher_layers).shape
+    >>> teacher_history = torch.randn(3, 2, 159, 24)
+    >>> student.predict_targets(wavs, teacher_history=teacher_history).shape
     torch.Size([3, 2, 159, 24])
     """
 
@@ -226,24 +224,25 @@ class GenDistillStudent(DistillationStudent):
         super().__init__(locals())
         self.generator = LayerGenerator(d_model, target_dim, num_target_layers, num_layers, num_heads, d_ffn, dropout)
 
-    def generate(
+    def predict_targets(
         self,
         wavs: torch.Tensor,
         wav_lens: torch.Tensor | None = None,
-        teacher_layers: torch.Tensor | None = None,
-        teacher_prob: float = 1.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 1.0,
     ) -> torch.Tensor:
-        """[K, B, T, D_t]: teacher forcing when ``teacher_layers`` is given, else free running.
+        """The K generated layers [K, B, T, D_t]: teacher forcing when ``teacher_history`` is given, else free running.
 
-        With ``teacher_layers`` and ``0 < teacher_prob < 1``, each step and
-        utterance reads the teacher's previous layer with that probability and
-        its own otherwise (scheduled sampling, computed step by step).
+        With ``teacher_history`` and ``0 < teacher_history_prob < 1``, each
+        step and utterance reads the teacher's previous layer with that
+        probability and its own otherwise (scheduled sampling, computed step by
+        step).
         """
         x0, mask = self.frontend(wavs, wav_lens)
-        return self.generator(x0, mask, teacher_layers, teacher_prob)
+        return self.generator(x0, mask, teacher_history, teacher_history_prob)
 
     def hidden_states(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        return self.generate(wavs, wav_lens)
+        return self.predict_targets(wavs, wav_lens)
 
 
 class GroupedLinear(nn.Module):
@@ -296,7 +295,7 @@ class DistilHuBERTStudent(DistillationStudent):
     ...     target_dim=24, num_target_layers=3, d_model=16, num_layers=2, num_heads=4, d_ffn=32,
     ...     conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
     >>> wavs = torch.randn(2, 1600)
-    >>> student.generate(wavs).shape
+    >>> student.predict_targets(wavs).shape
     torch.Size([3, 2, 159, 24])
     >>> student(wavs).shape
     torch.Size([2, 159, 16])
@@ -339,12 +338,12 @@ class DistilHuBERTStudent(DistillationStudent):
             hiddens.append(layer(hiddens[-1], attn_mask))
         return torch.stack(hiddens)
 
-    def generate(
+    def predict_targets(
         self,
         wavs: torch.Tensor,
         wav_lens: torch.Tensor | None = None,
-        teacher_layers: torch.Tensor | None = None,
-        teacher_prob: float = 1.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 1.0,
     ) -> torch.Tensor:
         """[K, B, T, D_t] from the heads; the teacher's layers are not used."""
         if self.prediction_heads is None:

@@ -1,15 +1,78 @@
-"""The frozen SSL teacher, on SpeechBrain's HuggingFace lobes."""
+"""The frozen SSL teacher on SpeechBrain's HuggingFace lobes, and HF model folders in the hub's layout.
+
+A teacher is any wav2vec 2.0 / HuBERT / WavLM that ``transformers`` can load:
+a hub name or a local folder. :func:`hf_lobe_class` picks SpeechBrain's lobe
+for its model type and :func:`hf_conv_layers` reads its CNN from its config.
+:func:`save_hf_model` and :func:`save_random_model` write such folders (the
+demo's teachers, the benchmarks' and the tests' random ones), laid out as a
+hub model is, so that they load through exactly the code path a hub name takes.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import torch
 from speechbrain.integrations.huggingface.hubert import HuBERT
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from speechbrain.integrations.huggingface.wavlm import WavLM
 from torch import nn
-from transformers import AutoConfig
+from transformers import (
+    AutoConfig,
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
 
-TEACHER_LOBES = {"wavlm": WavLM, "hubert": HuBERT, "wav2vec2": Wav2Vec2}
+from speechbrain_gendistill.core.frames import ConvSpec
+
+# model_type -> (SpeechBrain's lobe, HF config class, HF model class)
+HF_SSL_MODELS = {
+    "wavlm": (WavLM, WavLMConfig, WavLMModel),
+    "hubert": (HuBERT, HubertConfig, HubertModel),
+    "wav2vec2": (Wav2Vec2, Wav2Vec2Config, Wav2Vec2Model),
+}
+# The files of a saved model, as a hub repository holds them.
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+
+def hf_lobe_class(model_type: str, source: str) -> type[nn.Module]:
+    """SpeechBrain's HF lobe for a model type; an unsupported type is an error naming ``source``.
+
+    Example
+    -------
+    >>> hf_lobe_class("wavlm", "microsoft/wavlm-base-plus").__name__
+    'WavLM'
+    >>> hf_lobe_class("bert", "bert-base-uncased")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'bert-base-uncased' is a 'bert' model; supported: ['hubert', 'wav2vec2', 'wavlm']
+    """
+    if model_type not in HF_SSL_MODELS:
+        raise ValueError(f"{source!r} is a {model_type!r} model; supported: {sorted(HF_SSL_MODELS)}")
+    return HF_SSL_MODELS[model_type][0]
+
+
+def hf_conv_layers(config: PretrainedConfig) -> ConvSpec:
+    """The (channels, kernel, stride) of each CNN layer of a HF wav2vec 2.0-style config.
+
+    Example
+    -------
+    >>> hf_conv_layers(WavLMConfig())[:2]
+    [(512, 10, 5), (512, 3, 2)]
+    """
+    return list(zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=True))
 
 
 def check_target_layers(target_layers: list[int], num_layers: int, source: str = "the teacher") -> list[int]:
@@ -74,14 +137,12 @@ class SSLTeacher(nn.Module):
     def __init__(self, source: str, target_layers: list[int], save_path: str) -> None:
         super().__init__()
         config = AutoConfig.from_pretrained(source, cache_dir=save_path)
-        lobe = TEACHER_LOBES.get(config.model_type)
-        if lobe is None:
-            raise ValueError(f"teacher {source!r} is a {config.model_type!r} model; supported: {sorted(TEACHER_LOBES)}")
+        lobe = hf_lobe_class(config.model_type, source)
         self.source = source
         self.model_type = config.model_type
         self.hidden_size = int(config.hidden_size)
         self.num_layers = int(config.num_hidden_layers)
-        self.conv_layers = list(zip(config.conv_dim, config.conv_kernel, config.conv_stride, strict=False))
+        self.conv_layers = hf_conv_layers(config)
         self.extractor_norm = "group_norm" if config.feat_extract_norm == "group" else "layer_norm"
         self.target_layers = check_target_layers(target_layers, self.num_layers, f"teacher {source!r}")
         self.ssl = lobe(source, save_path=save_path, freeze=True, output_all_hiddens=True)
@@ -100,3 +161,105 @@ class SSLTeacher(nn.Module):
         """[B, S] waveforms -> [K, B, T, D] hidden states of the target layers."""
         hiddens = self.ssl(wavs, wav_lens)
         return hiddens[self.target_layers]
+
+
+def feature_extractor_config() -> Wav2Vec2FeatureExtractor:
+    """The preprocessor config saved beside a model: 16 kHz, no normalisation (audio here is level-normalised)."""
+    return Wav2Vec2FeatureExtractor(do_normalize=False, return_attention_mask=True)
+
+
+def save_hf_model(model: PreTrainedModel, folder: str | Path) -> Path:
+    """Saves an HF SSL model and its feature-extractor config as a hub model is laid out.
+
+    The files are written to a temporary folder first and moved in place, so
+    a folder holding ``config.json`` is always complete.
+
+    Example
+    -------
+    >>> model = WavLMModel(WavLMConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    ...     intermediate_size=32, conv_dim=(8,) * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2))
+    >>> folder = save_hf_model(model, Path(tempfile.mkdtemp()) / "teacher")
+    >>> sorted(path.name for path in folder.iterdir())
+    ['config.json', 'model.safetensors', 'preprocessor_config.json']
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    staging.chmod(0o755)  # a model folder like any other (mkdtemp makes it private)
+    try:
+        model.save_pretrained(staging)
+        feature_extractor_config().save_pretrained(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder
+
+
+def is_saved_model(folder: str | Path) -> bool:
+    """True when ``folder`` holds a complete model written by :func:`save_hf_model`."""
+    return all((Path(folder) / name).is_file() for name in MODEL_FILES)
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), to compare configs."""
+    return json.loads(json.dumps(value))
+
+
+def save_random_model(
+    folder: str | Path, model_config: dict[str, Any], seed: int = 0, model_type: str = "wavlm"
+) -> str:
+    """Writes a randomly initialised HF SSL model with ``model_config`` to ``folder``; returns the folder.
+
+    An existing folder is reused when its config agrees with ``model_config``;
+    one that disagrees is an error (it would silently train another model).
+
+    Arguments
+    ---------
+    folder : str or Path
+        Where the model goes.
+    model_config : dict
+        Keyword arguments of the model type's HF config class (e.g. ``transformers.WavLMConfig``).
+    seed : int
+        Seed of the initialisation (the global generator is left as it was).
+    model_type : str
+        ``"wavlm"``, ``"hubert"`` or ``"wav2vec2"``.
+
+    Example
+    -------
+    >>> config = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+    ...     conv_dim=[8] * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    >>> folder = save_random_model(Path(tempfile.mkdtemp()) / "init", config)
+    >>> WavLMConfig.from_pretrained(folder).num_hidden_layers
+    2
+    >>> save_random_model(folder, {**config, "hidden_size": 32})
+    Traceback (most recent call last):
+    ...
+    ValueError: .../init holds a model whose config differs from the one asked for (hidden_size: 16 != 32); ...
+    """
+    folder = Path(folder)
+    hf_lobe_class(model_type, str(folder))
+    _, config_class, model_class = HF_SSL_MODELS[model_type]
+    if is_saved_model(folder):
+        saved = json.loads((folder / "config.json").read_text())
+        wanted = config_class(**model_config).to_dict()
+        differ = [
+            f"{key}: {_plain(saved.get(key))} != {_plain(value)}"
+            for key, value in model_config.items()
+            if _plain(saved.get(key)) != _plain(wanted[key])
+        ]
+        if saved.get("model_type") != model_type:
+            differ.insert(0, f"model_type: {saved.get('model_type')} != {model_type}")
+        if differ:
+            raise ValueError(
+                f"{folder} holds a model whose config differs from the one asked for ({', '.join(differ)}); "
+                "remove the folder or choose another one"
+            )
+        return str(folder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config_class(**model_config))
+    save_hf_model(model, folder)
+    return str(folder)

@@ -19,11 +19,15 @@ from typing import Any
 import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.dataset import DynamicItemDataset
+from speechbrain.utils.checkpoints import Checkpoint
 from speechbrain.utils.distributed import if_main_process
 from torch import nn
 
-from speechbrain_gendistill.student import DistillationStudent
-from speechbrain_gendistill.teacher import SSLTeacher
+from speechbrain_gendistill.data.librispeech import librispeech_manifests
+from speechbrain_gendistill.data.pipelines import load_manifest, sort_dataset, total_hours
+from speechbrain_gendistill.lobes.students import DistillationStudent
+from speechbrain_gendistill.lobes.teacher import SSLTeacher
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +100,18 @@ def check_frame_alignment(student: DistillationStudent, teacher: SSLTeacher, sam
     return student_frames
 
 
-class StudentGeneration(nn.Module):
-    """A student whose ``forward`` is its ``generate``.
+class StudentForDDP(nn.Module):
+    """A student whose ``forward`` is its ``predict_targets``.
 
     DDP synchronises gradients of what runs through ``forward`` only, so the
     Brain trains this wrapper; the checkpoint and the export hold the student.
 
     Example
     -------
-    >>> from speechbrain_gendistill.student import GenDistillStudent
+    >>> from speechbrain_gendistill.lobes import GenDistillStudent
     >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1, num_heads=4,
     ...     d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
-    >>> StudentGeneration(student)(torch.randn(2, 1600)).shape
+    >>> StudentForDDP(student)(torch.randn(2, 1600)).shape
     torch.Size([2, 2, 159, 24])
     """
 
@@ -119,10 +123,10 @@ class StudentGeneration(nn.Module):
         self,
         wavs: torch.Tensor,
         wav_lens: torch.Tensor | None = None,
-        teacher_layers: torch.Tensor | None = None,
-        teacher_prob: float = 1.0,
+        teacher_history: torch.Tensor | None = None,
+        teacher_history_prob: float = 1.0,
     ) -> torch.Tensor:
-        return self.student.generate(wavs, wav_lens, teacher_layers, teacher_prob)
+        return self.student.predict_targets(wavs, wav_lens, teacher_history, teacher_history_prob)
 
 
 def batch_seed(*parts: int) -> int:
@@ -192,7 +196,7 @@ class DistillBrain(sb.Brain):
     """Distils a frozen teacher (module ``teacher``) into a student (module ``student``).
 
     Modules: ``teacher`` (an :class:`SSLTeacher`) and ``student`` (a
-    :class:`StudentGeneration`). Hyperparameters read: ``loss``
+    :class:`StudentForDDP`). Hyperparameters read: ``loss``
     (DistillationLoss), ``seed``, ``history_mode`` (``teacher_forcing``,
     ``free_running`` or ``scheduled``; absent for a student without history,
     the baseline), ``scheduled_min_teacher_prob`` and
@@ -214,7 +218,7 @@ class DistillBrain(sb.Brain):
         if should_step:
             self.hparams.lr_scheduler(self.optimizer)
 
-    def teacher_prob(self) -> float:
+    def teacher_history_prob(self) -> float:
         """Probability that a training step reads the teacher's history."""
         mode = getattr(self.hparams, "history_mode", None)
         if mode == "teacher_forcing":
@@ -229,9 +233,9 @@ class DistillBrain(sb.Brain):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         targets = self.modules.teacher(wavs, wav_lens)
-        teacher_prob = self.teacher_prob() if stage == sb.Stage.TRAIN else 0.0
-        history = targets if teacher_prob > 0.0 else None
-        predictions = self.modules.student(wavs, wav_lens, history, teacher_prob)
+        teacher_history_prob = self.teacher_history_prob() if stage == sb.Stage.TRAIN else 0.0
+        history = targets if teacher_history_prob > 0.0 else None
+        predictions = self.modules.student(wavs, wav_lens, history, teacher_history_prob)
         frame_mask = self.hparams.student.frame_mask(wavs, wav_lens)
         return predictions, targets, frame_mask
 
@@ -280,3 +284,55 @@ class DistillBrain(sb.Brain):
             if getattr(self, "tensorboard", None) is None:
                 self.tensorboard = self.hparams.tensorboard_logger()
             self.tensorboard.log_stats(stats_meta=stats_meta, train_stats=self.train_stats, valid_stats=stats)
+
+
+def build_distillation(hparams: dict) -> DistillationStudent:
+    """Builds and checks the student of a distillation recipe's ``hparams`` for its teacher; returns it.
+
+    The student's model file (``student_hparams``) is read relative to the
+    recipe's YAML. The history mode and the frame alignment of student and
+    teacher are checked before any data is read, and the student joins the
+    checkpoint.
+    """
+    check_history_mode(hparams.get("history_mode"))
+    teacher = hparams["teacher"]
+    model_hparams = Path(hparams["hparams_file"]).parent / hparams["student_hparams"]
+    student = build_student(model_hparams, teacher, hparams["init_cnn_from_teacher"], hparams["student_overrides"])
+    check_frame_alignment(student, teacher)
+    hparams["checkpointer"].add_recoverable("student", student)
+    hparams["student"] = student
+    return student
+
+
+def dataio_prepare(hparams: dict) -> tuple[DynamicItemDataset, DynamicItemDataset]:
+    """The training set (randomly cropped, in the YAML's ``sorting``) and the dev set (centre-cropped)."""
+    manifests = librispeech_manifests(hparams)
+    train_data = load_manifest(manifests["train"], hparams["data_folder"], hparams["train_crop"])
+    valid_data = load_manifest(manifests["valid"], hparams["data_folder"], hparams["valid_crop"])
+    return sort_dataset(train_data, hparams["sorting"]), valid_data
+
+
+def distillation_card(hparams: dict, checkpoint: Checkpoint | None) -> dict[str, Any]:
+    """What the exported student's README records: teacher, layers, data, steps, final dev figures."""
+    meta = checkpoint.meta if checkpoint is not None else {}
+    train_csv = Path(hparams["train_csv"])
+    hours = (
+        total_hours(load_manifest(train_csv, hparams["data_folder"], hparams["train_crop"]))
+        if train_csv.is_file()
+        else None
+    )
+    card = {
+        "teacher": hparams["teacher_source"],
+        "target layers": hparams["teacher"].target_layers,
+        "history mode in training": hparams.get("history_mode", "none (prediction heads)"),
+        "train data": ", ".join(hparams["train_splits"]),
+        "train hours": round(hours, 3) if hours is not None else "unknown",
+        "dev data": ", ".join(hparams["dev_splits"]),
+        "optimizer steps": meta.get("optimizer_steps"),
+        "epochs": meta.get("epoch"),
+        "dev loss": meta.get("valid_loss"),
+    }
+    for layer in hparams["teacher"].target_layers:
+        card[f"dev L1, layer {layer}"] = meta.get(f"valid_l1_layer{layer}")
+        card[f"dev cosine, layer {layer}"] = meta.get(f"valid_cosine_layer{layer}")
+    return {key: round(value, 4) if isinstance(value, float) else value for key, value in card.items()}

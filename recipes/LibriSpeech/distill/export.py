@@ -10,15 +10,13 @@ its model card, to ``<output_folder>/student`` (``--export_folder`` to change).
 Training writes the same export when it finishes.
 """
 
-from __future__ import annotations
-
 import logging
 import sys
 from pathlib import Path
 
-from train import load_recipe, model_card
-
 from speechbrain_gendistill.export import export_student
+from speechbrain_gendistill.training import load_recipe
+from speechbrain_gendistill.training.distillation import build_distillation, distillation_card
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +33,7 @@ def main(argv: list[str]) -> Path:
     argv = list(argv)
     checkpoint_folder = pop_option(argv, "checkpoint")
     hparams, _ = load_recipe(argv)
+    student = build_distillation(hparams)
     checkpointer = hparams["checkpointer"]
     if checkpoint_folder is None:
         checkpoint = checkpointer.find_checkpoint()
@@ -47,7 +46,7 @@ def main(argv: list[str]) -> Path:
             raise FileNotFoundError(f"--checkpoint={checkpoint_folder} is not an intact checkpoint of this run")
         checkpoint = found[0]
     checkpointer.load_checkpoint(checkpoint)
-    folder = export_student(hparams["student"], hparams["export_folder"], model_card(hparams, checkpoint))
+    folder = export_student(student, hparams["export_folder"], distillation_card(hparams, checkpoint))
     logger.info("exported the student of %s to %s", checkpoint.path, folder)
     return folder
 

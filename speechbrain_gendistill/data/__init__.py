@@ -1,0 +1,34 @@
+"""Audio and text data for the recipes, on SpeechBrain's data pipeline.
+
+- ``audio.py``: reading any audio file as 16 kHz mono, and checking every file of a manifest before training;
+- ``pipelines.py``: datasets from CSV manifests, reproducible crops, batches by total duration, DDP shares;
+- ``librispeech.py``: manifests from a folder in LibriSpeech's layout;
+- ``text.py``: tokenizers (characters, sentencepiece) and transcript checks.
+"""
+
+from speechbrain_gendistill.data.audio import BadAudioError, check_manifest, load_audio
+from speechbrain_gendistill.data.librispeech import librispeech_manifests, prepare_librispeech
+from speechbrain_gendistill.data.pipelines import (
+    AudioCrop,
+    duration_batch_sampler,
+    load_manifest,
+    sort_dataset,
+    total_hours,
+    train_dataloader,
+    valid_dataloader,
+)
+
+__all__ = [
+    "AudioCrop",
+    "BadAudioError",
+    "check_manifest",
+    "duration_batch_sampler",
+    "librispeech_manifests",
+    "load_audio",
+    "load_manifest",
+    "prepare_librispeech",
+    "sort_dataset",
+    "total_hours",
+    "train_dataloader",
+    "valid_dataloader",
+]
