@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
 from speechbrain_gendistill.core.export_format import read_export_config
 from speechbrain_gendistill.data.audio import load_audio
 from speechbrain_gendistill.demo.config import DEV_SPLIT, TEST_SPLIT
@@ -95,7 +96,7 @@ def forward_times(models: dict[str, Callable[[torch.Tensor], Any]], wav: torch.T
     return {name: statistics.median(values["total"]) for name, values in times.items()}
 
 
-def timing_audio(files: list[Path], seconds: float, sample_rate: int = 16000) -> torch.Tensor:
+def timing_audio(files: list[Path], seconds: float, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """``seconds`` of speech: dev utterances end to end (repeated if they are too few)."""
     pieces, total, index = [], 0, 0
     needed = round(seconds * sample_rate)

@@ -24,6 +24,7 @@ from speechbrain.utils.checkpoints import Checkpoint
 from speechbrain.utils.distributed import if_main_process
 from torch import nn
 
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
 from speechbrain_gendistill.data.librispeech import librispeech_manifests
 from speechbrain_gendistill.data.pipelines import load_manifest, sort_dataset, total_hours
 from speechbrain_gendistill.lobes.students import DistillationStudent
@@ -83,7 +84,7 @@ def build_student(
 
 
 @torch.no_grad()
-def check_frame_alignment(student: DistillationStudent, teacher: SSLTeacher, sample_rate: int = 16000) -> int:
+def check_frame_alignment(student: DistillationStudent, teacher: SSLTeacher, sample_rate: int = SAMPLE_RATE) -> int:
     """Fails unless student and teacher yield as many frames for the same audio; returns that count.
 
     The length (1 s plus 123 samples) is deliberately not a multiple of the hop.
