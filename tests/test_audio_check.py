@@ -48,6 +48,11 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
         sf.write(complete, speech, 16000, subtype=subtype)
         files[name] = tmp_path / f"{name}{complete.suffix}"
         files[name].write_bytes(complete.read_bytes()[: complete.stat().st_size * 6 // 10])
+    # A FLAC whose header leaves the length unknown (as a streaming encoder writes it): soundfile cannot read it.
+    streamed = bytearray(whole.read_bytes())
+    total = int.from_bytes(streamed[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of length
+    streamed[18:26] = (total >> 36 << 36).to_bytes(8, "big")
+    add("streamed").write_bytes(bytes(streamed))
     sf.write(add("short"), speech[:300], 16000)
     files["nan"] = tmp_path / "nan.wav"
     broken = speech.copy()
@@ -59,7 +64,7 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-BAD = {"missing", "text", "empty", "truncated", "cut_flac", "cut_mp3", "cut_wav", "short", "nan", "inf"}
+BAD = {"missing", "text", "empty", "truncated", "cut_flac", "cut_mp3", "cut_wav", "streamed", "short", "nan", "inf"}
 
 
 def test_every_bad_file_is_listed_in_one_error(corpus, tmp_path):
@@ -74,8 +79,9 @@ def test_every_bad_file_is_listed_in_one_error(corpus, tmp_path):
         ("missing", "file not found"),
         ("empty", "empty file"),
         ("text", "not readable"),
-        ("truncated", "truncated or corrupt (decoding failed after 0 of the 16000 frames announced"),
+        ("truncated", "truncated or corrupt (decoding failed after 0 frames of the 16000 frames announced"),
         ("cut_flac", "truncated or corrupt (decoding failed after"),
+        ("streamed", "truncated or corrupt (decoding failed after 0 frames (length unknown)"),
         ("cut_mp3", "truncated or corrupt (the header announces 16000 frames, the file holds"),
         ("cut_wav", "truncated or corrupt (the header announces 16000 frames, the file holds 9591)"),
         ("short", "fewer than 400"),
@@ -103,7 +109,7 @@ def test_skip_bad_audio_warns_per_file_and_trains_on_the_rest(corpus, tmp_path, 
         "file not found": 1,
         "empty file": 1,
         "not readable as audio": 1,
-        "truncated or corrupt": 4,
+        "truncated or corrupt": 5,
         "too short": 1,
         "NaN or infinite samples": 2,
     }

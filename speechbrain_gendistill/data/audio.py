@@ -141,7 +141,9 @@ def inspect_audio(path: str) -> dict:
                 finite = finite and bool(np.isfinite(block).all())
         except (sf.LibsndfileError, RuntimeError) as error:
             reason = getattr(error, "error_string", "") or str(error)
-            detail = f"decoding failed after {found['frames']} of the {announced} frames announced: {reason}"
+            # libsndfile gives SF_COUNT_MAX frames for a length it does not know (a streamed FLAC).
+            of = f" of the {announced} frames announced" if announced < 2**62 else " (length unknown)"
+            detail = f"decoding failed after {found['frames']} frames{of}: {reason}"
             return {**found, "problem": "truncated or corrupt", "detail": detail}
     if found["frames"] < announced:
         detail = f"the header announces {announced} frames, the file holds {found['frames']}"

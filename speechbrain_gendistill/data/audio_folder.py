@@ -48,6 +48,8 @@ class AudioListError(ValueError):
 def list_audio_folder(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> dict[str, str]:
     """ID (the path relative to ``folder``) -> absolute path of each audio file under it, hidden ones left out.
 
+    Linked folders are followed (a corpus is often put together with links), each real folder once.
+
     Example
     -------
     >>> import tempfile
@@ -55,11 +57,17 @@ def list_audio_folder(folder: Path, extensions: tuple[str, ...] = AUDIO_EXTENSIO
     >>> (folder / "spk1").mkdir()
     >>> for name in ("spk1/a.WAV", "b.flac", "notes.txt", ".hidden.wav"):
     ...     _ = (folder / name).write_bytes(b"")
+    >>> (folder / "spk1" / "loop").symlink_to(folder)
     >>> sorted(list_audio_folder(folder))
     ['b.flac', 'spk1/a.WAV']
     """
     found = {}
-    for root, folders, names in os.walk(folder):
+    visited = set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(root) in visited:  # a link back up the tree
+            folders[:] = []
+            continue
+        visited.add(os.path.realpath(root))
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in sorted(names):
             if not name.startswith(".") and name.lower().endswith(extensions):
