@@ -42,6 +42,17 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
     whole = tmp_path / "whole.flac"
     sf.write(whole, speech, 16000)
     add("truncated").write_bytes(whole.read_bytes()[:200])
+    # Cut copies whose headers read: decoding fails (FLAC), or silently gives fewer frames than announced.
+    for name, subtype in (("cut_flac", "PCM_16"), ("cut_mp3", "MPEG_LAYER_III"), ("cut_wav", "PCM_16")):
+        complete = whole.with_suffix(f".{name[4:]}")
+        sf.write(complete, speech, 16000, subtype=subtype)
+        files[name] = tmp_path / f"{name}{complete.suffix}"
+        files[name].write_bytes(complete.read_bytes()[: complete.stat().st_size * 6 // 10])
+    # A FLAC whose header leaves the length unknown (as a streaming encoder writes it): soundfile cannot read it.
+    streamed = bytearray(whole.read_bytes())
+    total = int.from_bytes(streamed[18:26], "big")  # STREAMINFO: rate, channels, bits, then 36 bits of length
+    streamed[18:26] = (total >> 36 << 36).to_bytes(8, "big")
+    add("streamed").write_bytes(bytes(streamed))
     sf.write(add("short"), speech[:300], 16000)
     files["nan"] = tmp_path / "nan.wav"
     broken = speech.copy()
@@ -53,7 +64,7 @@ def corpus(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-BAD = {"missing", "text", "empty", "truncated", "short", "nan", "inf"}
+BAD = {"missing", "text", "empty", "truncated", "cut_flac", "cut_mp3", "cut_wav", "streamed", "short", "nan", "inf"}
 
 
 def test_every_bad_file_is_listed_in_one_error(corpus, tmp_path):
@@ -68,7 +79,11 @@ def test_every_bad_file_is_listed_in_one_error(corpus, tmp_path):
         ("missing", "file not found"),
         ("empty", "empty file"),
         ("text", "not readable"),
-        ("truncated", "not readable"),
+        ("truncated", "truncated or corrupt (decoding failed after 0 frames of the 16000 frames announced"),
+        ("cut_flac", "truncated or corrupt (decoding failed after"),
+        ("streamed", "truncated or corrupt (decoding failed after 0 frames (length unknown)"),
+        ("cut_mp3", "truncated or corrupt (the header announces 16000 frames, the file holds"),
+        ("cut_wav", "truncated or corrupt (the header announces 16000 frames, the file holds 9591)"),
         ("short", "fewer than 400"),
         ("nan", "NaN or infinite"),
         ("inf", "NaN or infinite"),
@@ -83,10 +98,23 @@ def test_skip_bad_audio_warns_per_file_and_trains_on_the_rest(corpus, tmp_path, 
     with open(checked, newline="") as handle:
         kept = {row["ID"] for row in csv.DictReader(handle)}
     assert kept == set(corpus) - BAD
-    skipped = [r for r in caplog.records if r.getMessage().startswith("skipping ")]
+    messages = [r.getMessage() for r in caplog.records]
+    skipped = [m for m in messages if m.startswith("skipping ")]
     assert len(skipped) == len(BAD)
-    assert any(f"skipped {len(BAD)} of {len(corpus)}" in r.getMessage() for r in caplog.records)
-    converted = [r.getMessage() for r in caplog.records if "converted to 16000 Hz mono" in r.getMessage()]
+    assert any(
+        f"skipped {len(BAD)} of {len(corpus)} utterances with bad audio ({len(BAD)} files)" in m for m in messages
+    )
+    # One line per reason, with its count.
+    counts = {
+        "file not found": 1,
+        "empty file": 1,
+        "not readable as audio": 1,
+        "truncated or corrupt": 5,
+        "too short": 1,
+        "NaN or infinite samples": 2,
+    }
+    assert [m for m in messages if m.startswith("  ")] == [f"  {r}: {n} file(s)" for r, n in sorted(counts.items())]
+    converted = [m for m in messages if "converted to 16000 Hz mono" in m]
     assert len(converted) == 2 and any("2 channels" in m for m in converted)
     assert any("sample rate 8000 Hz" in m for m in converted)
 

@@ -13,7 +13,8 @@ import soundfile
 from speechbrain.dataio.dataset import DynamicItemDataset
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_gendistill.data.librispeech import LibriSpeechLayoutError, prepare_librispeech
+from speechbrain_gendistill.data.audio import BadAudioError
+from speechbrain_gendistill.data.librispeech import LibriSpeechLayoutError, librispeech_manifests, prepare_librispeech
 
 SPLITS = dict(train_splits=["train-synth"], dev_splits=["dev-synth"], test_splits=["test-synth"])
 
@@ -28,6 +29,21 @@ def transcript_lines(folder: Path) -> dict[str, str]:
         line.split(" ", 1)[0]: line.split(" ", 1)[1]
         for transcript in folder.glob("*/*/*.trans.txt")
         for line in transcript.read_text(encoding="utf-8").splitlines()
+    }
+
+
+def recipe_keys(data_folder: Path, save_folder: Path, skip_bad_audio: bool = False) -> dict:
+    """The keys a recipe's YAML gives :func:`librispeech_manifests`."""
+    return {
+        "data_folder": data_folder,
+        "save_folder": save_folder,
+        "train_splits": ["train-synth"],
+        "dev_splits": ["dev-synth"],
+        "skip_prep": False,
+        "prep_workers": 2,
+        "skip_bad_audio": skip_bad_audio,
+        "train_csv": save_folder / "train.csv",
+        "valid_csv": save_folder / "dev.csv",
     }
 
 
@@ -129,10 +145,13 @@ def test_chapter_without_transcript(corpus_copy: Path, tmp_path: Path) -> None:
 
 
 def test_transcript_line_without_audio(corpus_copy: Path, tmp_path: Path) -> None:
-    audio = next((corpus_copy / "test-synth").glob("*/*/*.flac"))
+    audio = next((corpus_copy / "dev-synth").glob("*/*/*.flac"))
     audio.unlink()
-    with pytest.raises(LibriSpeechLayoutError, match=re.escape(f"no audio file {audio}")):
-        prepare_librispeech(corpus_copy, tmp_path, **SPLITS)
+    # Listed in the manifest at its name; the check before training names it.
+    paths = prepare_librispeech(corpus_copy, tmp_path, **SPLITS)
+    assert {row["ID"]: row["wav"] for row in read_rows(paths["dev"])}[audio.stem] == str(audio)
+    with pytest.raises(BadAudioError, match=re.escape(f"{audio.stem} ({audio}): file not found")):
+        librispeech_manifests(recipe_keys(corpus_copy, tmp_path))
 
 
 def test_empty_transcript(corpus_copy: Path, tmp_path: Path) -> None:
@@ -147,8 +166,67 @@ def test_empty_transcript(corpus_copy: Path, tmp_path: Path) -> None:
 def test_unreadable_audio(corpus_copy: Path, tmp_path: Path) -> None:
     audio = next((corpus_copy / "train-synth").glob("*/*/*.flac"))
     audio.write_bytes(b"not a flac file")
-    with pytest.raises(LibriSpeechLayoutError, match=re.escape(f"unreadable audio file {audio}")):
-        prepare_librispeech(corpus_copy, tmp_path, **SPLITS)
+    with pytest.raises(BadAudioError, match=re.escape(f"{audio.stem} ({audio}): not readable as audio")):
+        librispeech_manifests(recipe_keys(corpus_copy, tmp_path))
+
+
+def damage(corpus: Path) -> dict[str, Path]:
+    """A missing, an empty and a truncated FLAC (whose header still reads) in the train split."""
+    missing, empty, truncated = sorted((corpus / "train-synth").glob("*/*/*.flac"))[:3]
+    missing.unlink()
+    empty.write_bytes(b"")
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    assert soundfile.info(str(truncated)).frames > 0
+    return {"file not found": missing, "empty file": empty, "truncated or corrupt": truncated}
+
+
+def test_missing_empty_and_truncated_audio_are_named_in_one_pass(
+    corpus_copy: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = damage(corpus_copy)
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.data.audio"):
+        with pytest.raises(BadAudioError) as error:
+            librispeech_manifests(recipe_keys(corpus_copy, tmp_path))
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"{tmp_path / 'train.csv'}: 3 of 24 audio files cannot be used:"
+    assert len(lines) == 5 and lines[4].startswith("Fix or remove them")
+    for reason, path in bad.items():
+        assert sum(line.startswith(f"  {path.stem} ({path}): {reason}") for line in lines[1:4]) == 1, reason
+    # Preparation decoded every file once; the check reused it.
+    decoding = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoding ")]
+    assert decoding == ["decoding 29 audio files (0 known from an earlier check, 1 not found)"]
+
+    # skip_bad_audio: the run goes on without them, with the count per reason.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.data.audio"):
+        manifests = librispeech_manifests(recipe_keys(corpus_copy, tmp_path, skip_bad_audio=True))
+    assert manifests["train"] == tmp_path / "train.checked.csv" and manifests["valid"] == tmp_path / "dev.csv"
+    assert len(read_rows(manifests["train"])) == 21
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if m.startswith("decoding ")]
+    assert [m for m in messages if m.startswith("  ")] == [f"  {reason}: 1 file(s)" for reason in sorted(bad)]
+
+
+def test_layout_faults_and_bad_audio_are_named_together(corpus_copy: Path, tmp_path: Path) -> None:
+    bad = damage(corpus_copy)
+    transcript = next((corpus_copy / "dev-synth").glob("*/*/*.trans.txt"))
+    transcript.unlink()
+    with pytest.raises(LibriSpeechLayoutError) as error:
+        librispeech_manifests(recipe_keys(corpus_copy, tmp_path))
+    assert len(error.value.problems) == 4
+    assert f"chapter folder {transcript.parent} has no transcript" in error.value.problems[0]
+    for reason, path in bad.items():
+        assert any(problem.startswith(f"audio file {path}: {reason}") for problem in error.value.problems)
+    assert not list(tmp_path.glob("*.csv"))
+
+
+def test_a_changed_audio_file_is_prepared_again(corpus_copy: Path, tmp_path: Path) -> None:
+    paths = prepare_librispeech(corpus_copy, tmp_path, **SPLITS)
+    audio = Path(read_rows(paths["dev"])[0]["wav"])
+    samples, rate = soundfile.read(str(audio))
+    soundfile.write(str(audio), samples[: len(samples) // 2], rate)
+    prepare_librispeech(corpus_copy, tmp_path, **SPLITS)
+    assert float(read_rows(paths["dev"])[0]["duration"]) == pytest.approx(len(samples) // 2 / rate)
 
 
 def test_every_problem_is_reported_at_once(corpus_copy: Path, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ The layout (the real corpus, or the synthetic one of ``corpus.py``)::
 the columns ``ID, duration, wav, spk_id, wrd``. A recipe calls it through
 ``speechbrain.utils.distributed.run_on_main`` so that only the main process
 scans the corpus; the options of the last successful run are kept next to the
-manifests, and a call with the same options returns at once.
+manifests, and a call with the same options returns at once. It decodes every
+file once (``data.audio.inspect_files``, which also gives the durations), and
+the check before training reuses that decode.
 """
 
 from __future__ import annotations
@@ -22,21 +24,19 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import soundfile
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_gendistill.data.audio import check_manifest
+from speechbrain_gendistill.data.audio import AUDIO_CHECK_CACHE, audio_problem, check_manifests, inspect_files
 
 logger = logging.getLogger(__name__)
 
 CSV_COLUMNS = ("ID", "duration", "wav", "spk_id", "wrd")
 AUDIO_EXTENSIONS = (".flac", ".wav")
 OPTIONS_RECORD = "librispeech_prepare.json"
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2
 
 
 class LibriSpeechLayoutError(ValueError):
@@ -78,33 +78,23 @@ def _scan_split(split_folder: Path, problems: list[str]) -> list[Utterance]:
             elif not text:
                 problems.append(f"{transcript}:{number}: empty transcript for {utterance_id}")
             else:
+                # A missing file is listed at LibriSpeech's name, and named with the other bad audio.
                 audio = next((utterance_id + ext for ext in AUDIO_EXTENSIONS if utterance_id + ext in files), None)
-                if audio is None:
-                    problems.append(f"{transcript}:{number}: no audio file {chapter_folder / utterance_id}.flac")
-                else:
-                    utterances.append(Utterance(utterance_id, chapter_folder / audio, speaker, text))
+                audio = audio or utterance_id + AUDIO_EXTENSIONS[0]
+                utterances.append(Utterance(utterance_id, chapter_folder / audio, speaker, text))
     if not utterances and not problems:
         problems.append(f"split folder {split_folder} holds no <speaker>/<chapter> folder with utterances")
     return sorted(utterances, key=lambda utterance: utterance.id)
 
 
 def _fingerprint(data_folder: Path, splits: Sequence[str]) -> str:
-    """Changes when a transcript of these splits is added, removed or rewritten (e.g. a rebuilt corpus)."""
+    """Changes when a file of these splits' chapters is added, removed or rewritten (e.g. a rebuilt corpus)."""
     digest = hashlib.sha256()
     for split in splits:
-        for transcript in sorted((data_folder / split).glob("*/*/*.trans.txt")):
-            stat = transcript.stat()
-            digest.update(f"{transcript.relative_to(data_folder)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
+        for path in sorted((data_folder / split).glob("*/*/*")):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(data_folder)} {stat.st_size} {stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
-
-
-def _duration(path: Path) -> float | str:
-    """Seconds of audio in ``path``, or the reason it cannot be read."""
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError) as error:
-        return f"unreadable audio file {path}: {error}"
-    return info.frames / info.samplerate
 
 
 def _write_csv(path: Path, rows: list[tuple[Utterance, float]]) -> None:
@@ -144,10 +134,15 @@ def prepare_librispeech(
 ) -> dict[str, Path]:
     """Writes the train, dev and test manifests of a LibriSpeech-layout folder.
 
-    Every fault in the folder (a missing split, a chapter without its
-    transcript, a transcript line without audio or without text, an unreadable
-    audio file) is collected, and all of them are reported in one
-    ``LibriSpeechLayoutError`` before any manifest is written.
+    Every audio file is decoded once (durations, and what the check before
+    training needs). Every fault of the layout (a missing split, a chapter
+    without its transcript, a transcript line without text) is collected and
+    reported in one ``LibriSpeechLayoutError``, together with every bad audio
+    file, before any manifest is written. Bad audio alone (a transcript line
+    without its file, an empty, undecodable, truncated or too short one) does
+    not stop preparation: the manifests list it, and
+    :func:`~speechbrain_gendistill.data.audio.check_manifest` names all of it in
+    one error, or skips it.
 
     Arguments
     ---------
@@ -162,7 +157,7 @@ def prepare_librispeech(
     skip_prep : bool
         Only check that the manifests exist (e.g. when they were written elsewhere).
     num_workers : int, optional
-        Threads reading durations (default: ``ThreadPoolExecutor``'s, a few more than the CPU cores).
+        Processes decoding the audio (default: the CPU count).
 
     Returns
     -------
@@ -195,7 +190,7 @@ def prepare_librispeech(
         "format": RECORD_FORMAT,
         "data_folder": str(data_folder),
         "manifests": groups,
-        "transcripts": _fingerprint(data_folder, splits),
+        "files": _fingerprint(data_folder, splits),
     }
     record = save_folder / OPTIONS_RECORD
     if (
@@ -219,14 +214,17 @@ def prepare_librispeech(
         if repeated:
             problems.append(f"{name}.csv would list these IDs more than once: {', '.join(repeated[:10])}")
     utterances = [utterance for split in scanned.values() for utterance in split]
-    logger.info("Reading the durations of %d audio files in %s", len(utterances), data_folder)
-    with ThreadPoolExecutor(max_workers=num_workers) as pool:
-        durations = list(pool.map(_duration, (utterance.wav for utterance in utterances)))
-    problems += [duration for duration in durations if isinstance(duration, str)]
+    logger.info("Decoding the %d audio files of %s", len(utterances), data_folder)
+    found = inspect_files(
+        [str(utterance.wav) for utterance in utterances], save_folder / AUDIO_CHECK_CACHE, num_workers
+    )
     if problems:
+        bad = {path: audio_problem(result) for path, result in found.items()}
+        problems += [f"audio file {path}: {reason}" for path, reason in bad.items() if reason is not None]
         raise LibriSpeechLayoutError(data_folder, problems)
 
-    duration_of = dict(zip((utterance.wav for utterance in utterances), durations, strict=True))
+    # A file that cannot be decoded gets a duration of 0: the check before training names or skips it.
+    duration_of = {Path(path): result["frames"] / (result["rate"] or 1) for path, result in found.items()}
     save_folder.mkdir(parents=True, exist_ok=True)
     record.unlink(missing_ok=True)
     for name, group in groups.items():
@@ -243,9 +241,9 @@ def librispeech_manifests(hparams: dict, test_splits: Sequence[str] = ()) -> dic
 
     Runs :func:`prepare_librispeech` on the main process with the recipe's
     keys (``data_folder``, ``save_folder``, ``train_splits``, ``dev_splits``,
-    ``skip_prep``, ``prep_workers``), then decodes every listed audio file
-    once (:func:`~speechbrain_gendistill.data.audio.check_manifest`, honouring
-    ``skip_bad_audio``). Returns ``train`` (the YAML's ``train_csv``),
+    ``skip_prep``, ``prep_workers``), then checks every listed audio file
+    (:func:`~speechbrain_gendistill.data.audio.check_manifests`, honouring
+    ``skip_bad_audio``, with the decode of the preparation). Returns ``train`` (the YAML's ``train_csv``),
     ``valid`` (``valid_csv``) and one entry per test split, each the manifest
     to read (without the skipped files, if any were).
     """
@@ -263,8 +261,4 @@ def librispeech_manifests(hparams: dict, test_splits: Sequence[str] = ()) -> dic
     )
     manifests = {"train": Path(hparams["train_csv"]), "valid": Path(hparams["valid_csv"])}
     manifests.update({split: Path(hparams["save_folder"]) / f"{split}.csv" for split in test_splits})
-    for name, manifest in manifests.items():
-        run_on_main(check_manifest, args=[manifest], kwargs={"skip_bad_audio": hparams["skip_bad_audio"]})
-        # Every process reads the main process's record of the check; nothing is decoded twice.
-        manifests[name] = check_manifest(manifest, skip_bad_audio=hparams["skip_bad_audio"], num_workers=1)
-    return manifests
+    return check_manifests(manifests, hparams["skip_bad_audio"])

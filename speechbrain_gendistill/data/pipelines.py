@@ -27,7 +27,7 @@ SORTINGS = ("random", "ascending", "descending")
 
 
 class AudioCrop:
-    """Loads an utterance and keeps at most ``max_duration`` seconds of it.
+    """Loads an utterance (a file, or its frames ``start`` to ``stop``), keeping at most ``max_duration`` seconds.
 
     DistilHuBERT trains on random crops of long utterances; validation uses the
     centre crop so that its figures are comparable from epoch to epoch. The
@@ -60,6 +60,8 @@ class AudioCrop:
     False
     >>> AudioCrop(max_duration=0.5, random_crop=False)(path, "utt1")[0].item() * 32000
     12000.0
+    >>> AudioCrop(max_duration=0.5, random_crop=False)(path, "utt1", "16000", "32000")[0].item() * 32000
+    20000.0
     """
 
     def __init__(self, max_duration: float, random_crop: bool, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> None:
@@ -73,8 +75,11 @@ class AudioCrop:
         """The epoch whose crops are drawn (called by the Brain at each epoch's start)."""
         self.epoch = epoch
 
-    def __call__(self, wav: str, utterance_id: str) -> torch.Tensor:
-        signal = load_audio(wav, self.sample_rate)
+    def __call__(
+        self, wav: str, utterance_id: str, start: int | str = 0, stop: int | str | None = None
+    ) -> torch.Tensor:
+        # A manifest's start and stop (frames at the file's rate) come as text.
+        signal = load_audio(wav, self.sample_rate, int(start), None if stop is None else int(stop))
         excess = signal.shape[0] - self.max_samples
         if self.max_samples <= 0 or excess <= 0:
             return signal
@@ -94,7 +99,8 @@ class AudioCrop:
 def load_manifest(csv_path: str | Path, data_folder: str | Path, crop: AudioCrop) -> DynamicItemDataset:
     """A dataset over a SpeechBrain CSV (ID, duration, wav, ...) giving ``id`` and ``sig``.
 
-    ``$data_root`` in the CSV stands for ``data_folder``.
+    ``$data_root`` in the CSV stands for ``data_folder``. With the columns
+    ``start`` and ``stop``, a row is that stretch of its file.
 
     Example
     -------
@@ -112,7 +118,10 @@ def load_manifest(csv_path: str | Path, data_folder: str | Path, crop: AudioCrop
     dataset = DynamicItemDataset.from_csv(csv_path=str(csv_path), replacements={"data_root": str(data_folder)})
     if len(dataset) == 0:
         raise ValueError(f"manifest {csv_path} lists no utterances")
-    add_dynamic_item([dataset], crop, takes=["wav", "id"], provides="sig")
+    stretches = {"start", "stop"} <= set(dataset.data[dataset.data_ids[0]])
+    add_dynamic_item(
+        [dataset], crop, takes=["wav", "id", "start", "stop"] if stretches else ["wav", "id"], provides="sig"
+    )
     set_output_keys([dataset], ["id", "sig"])
     return dataset
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -305,9 +306,16 @@ def build_distillation(hparams: dict) -> DistillationStudent:
     return student
 
 
-def dataio_prepare(hparams: dict) -> tuple[DynamicItemDataset, DynamicItemDataset]:
-    """The training set (randomly cropped, in the YAML's ``sorting``) and the dev set (centre-cropped)."""
-    manifests = librispeech_manifests(hparams)
+def dataio_prepare(
+    hparams: dict, manifests: Callable[[dict], dict[str, Path]] = librispeech_manifests
+) -> tuple[DynamicItemDataset, DynamicItemDataset]:
+    """The training set (randomly cropped, in the YAML's ``sorting``) and the dev set (centre-cropped).
+
+    ``manifests`` prepares and checks the data of ``hparams`` and returns its
+    ``train`` and ``valid`` CSV files: LibriSpeech's layout by default, or
+    :func:`~speechbrain_gendistill.data.audio_folder.audio_folder_manifests`.
+    """
+    manifests = manifests(hparams)
     train_data = load_manifest(manifests["train"], hparams["data_folder"], hparams["train_crop"])
     valid_data = load_manifest(manifests["valid"], hparams["data_folder"], hparams["valid_crop"])
     return sort_dataset(train_data, hparams["sorting"]), valid_data
@@ -326,9 +334,13 @@ def distillation_card(hparams: dict, checkpoint: Checkpoint | None) -> dict[str,
         "teacher": hparams["teacher_source"],
         "target layers": hparams["teacher"].target_layers,
         "history mode in training": hparams.get("history_mode", "none (prediction heads)"),
-        "train data": ", ".join(hparams["train_splits"]),
+        "train data": ", ".join(hparams["train_splits"]) if "train_splits" in hparams else str(hparams["data_folder"]),
         "train hours": round(hours, 3) if hours is not None else "unknown",
-        "dev data": ", ".join(hparams["dev_splits"]),
+        "dev data": (
+            ", ".join(hparams["dev_splits"])
+            if "dev_splits" in hparams
+            else f"{hparams['dev_fraction']:.0%} of the files"
+        ),
         "optimizer steps": meta.get("optimizer_steps"),
         "epochs": meta.get("epoch"),
         "dev loss": meta.get("valid_loss"),
