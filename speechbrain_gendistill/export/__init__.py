@@ -1,9 +1,14 @@
-"""Sharing a distilled student: a safetensors folder (:func:`export_student`) and ONNX (:mod:`.onnx`).
+"""Sharing a distilled student.
+
+- :func:`export_student` (``student.py``): the safetensors folder that ``DistilledSSL`` loads;
+- :func:`export_huggingface` (``huggingface.py``): a DistilHuBERT student as a native ``transformers`` HuBERT;
+- ``onnx.py``: ONNX and int8; ``card.py``: model cards with the hub's metadata.
 
 The SpeechBrain ASR folder is written by the ASR task
 (:func:`speechbrain_gendistill.tasks.asr.export_asr`), which owns its classes.
 """
 
+from speechbrain_gendistill.export.huggingface import export_huggingface
 from speechbrain_gendistill.export.student import export_student
 
-__all__ = ["export_student"]
+__all__ = ["export_student", "export_huggingface"]
