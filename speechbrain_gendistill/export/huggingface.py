@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from transformers import HubertConfig, HubertModel
 
-from speechbrain_gendistill.core.export_format import CARD_FILE, write_atomically
+from speechbrain_gendistill.core.export_format import CARD_FILE, check_out_folder, write_atomically
 from speechbrain_gendistill.export.card import card_metadata, model_card
 from speechbrain_gendistill.export.student import load_export
 from speechbrain_gendistill.lobes.components import MaskedGroupNorm
@@ -167,15 +167,6 @@ def hubert_state_dict(student: DistilHuBERTStudent) -> dict[str, torch.Tensor]:
     return weights
 
 
-def _check_out_folder(folder: Path) -> None:
-    """The export replaces ``folder``: refuse one that holds anything but an earlier export's files."""
-    others = (
-        sorted(path.name for path in folder.iterdir() if path.name not in HF_EXPORT_FILES) if folder.is_dir() else []
-    )
-    if others:
-        raise FileExistsError(f"{folder} holds other files ({', '.join(others)}): give a new or empty folder")
-
-
 def export_huggingface(
     student: DistillationStudent,
     folder: str | Path,
@@ -214,7 +205,7 @@ def export_huggingface(
     """
     _refuse_unless_hubert(student)
     folder = Path(folder)
-    _check_out_folder(folder)
+    check_out_folder(folder, HF_EXPORT_FILES)
     model = HubertModel(hubert_config(student))
     model.load_state_dict(hubert_state_dict(student), strict=True)
     save_hf_model(model.eval(), folder)
