@@ -2,7 +2,8 @@
 
 - :func:`export_student` (``student.py``): the safetensors folder that ``DistilledSSL`` loads;
 - :func:`export_huggingface` (``huggingface.py``): a DistilHuBERT student as a native ``transformers`` HuBERT;
-- ``onnx.py``: ONNX and int8; ``card.py``: model cards with the hub's metadata.
+- ``inference.py``: a SpeechBrain inference folder for :class:`speechbrain_gendistill.inference.DistilledEncoder`;
+- ``onnx.py``: ONNX and int8; ``card.py``: model cards with the hub's metadata; ``upload.py``: to the hub.
 
 The SpeechBrain ASR folder is written by the ASR task
 (:func:`speechbrain_gendistill.tasks.asr.export_asr`), which owns its classes.
