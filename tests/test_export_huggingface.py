@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 from speechbrain.integrations.huggingface.hubert import HuBERT
+from speechbrain.integrations.huggingface.weighted_ssl import WeightedSSLModel
 from transformers import AutoModel
 
 from speechbrain_gendistill.core.frames import conv_output_lengths
@@ -55,14 +56,17 @@ def test_transformers_and_speechbrain_give_the_students_hidden_states(extractor_
     model = AutoModel.from_pretrained(folder).eval()
     assert type(model).__name__ == "HubertModel"
     lobe = HuBERT(source=str(folder), save_path=str(tmp_path / "sb"), freeze=True, output_all_hiddens=True)
+    weighted = WeightedSSLModel(hub=str(folder), save_path=str(tmp_path / "sb"), freeze=True)
     with torch.no_grad():
         ours = student(wavs)
         theirs = torch.stack(model(wavs, output_hidden_states=True).hidden_states)
         speechbrain = lobe(wavs, torch.ones(2))
+        mixed = weighted(wavs)  # its layer weights start equal: the mean of the layers
     assert ours.shape == theirs.shape == speechbrain.shape == (3, 2, 399, 16)  # encoder input and 2 layers
     for layer in range(3):
         assert (ours[layer] - theirs[layer]).abs().max() <= 1e-4, layer
         assert (ours[layer] - speechbrain[layer]).abs().max() <= 1e-4, layer
+    assert (mixed - ours.mean(0)).abs().max() <= 1e-4
 
 
 def test_padded_batches_agree_with_a_layer_norm_cnn_and_not_with_a_group_norm_one(tmp_path):

@@ -110,8 +110,10 @@ def check_hyperparams(text: str, where: str) -> None:
     """
     try:
         root: Any = YAML().compose(text)
+        problems = _problems(root, "", set()) if root is not None else []
     except YAMLError as error:
         raise ValueError(f"{where} is not valid YAML: {error}") from error
-    problems = _problems(root, "", set()) if root is not None else []
+    except RecursionError as error:
+        raise ValueError(f"{where} is nested too deeply to be checked") from error
     if problems:
         raise ValueError(f"{where} may not build what it asks for; nothing was built:\n  " + "\n  ".join(problems))
