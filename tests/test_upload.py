@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechbrain_gendistill.export import export_huggingface, export_student
+from speechbrain_gendistill.export import export_student
+from speechbrain_gendistill.export.huggingface import export_huggingface
 from speechbrain_gendistill.export.inference import export_inference
 from speechbrain_gendistill.export.upload import main
 from speechbrain_gendistill.lobes import DistilHuBERTStudent

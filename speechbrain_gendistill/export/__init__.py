@@ -9,7 +9,8 @@ The SpeechBrain ASR folder is written by the ASR task
 (:func:`speechbrain_gendistill.tasks.asr.export_asr`), which owns its classes.
 """
 
-from speechbrain_gendistill.export.huggingface import export_huggingface
 from speechbrain_gendistill.export.student import export_student
 
-__all__ = ["export_student", "export_huggingface"]
+# The modules with a command line (huggingface, inference, onnx, upload) are not imported here, so that
+# `python -m speechbrain_gendistill.export.<module>` runs a module that is not loaded yet.
+__all__ = ["export_student"]
