@@ -23,6 +23,7 @@ setup(
         "sentencepiece",
         "jiwer",
         "transformers>=4.40",
+        "huggingface_hub",
         "soundfile",
         "safetensors",
         "numpy",

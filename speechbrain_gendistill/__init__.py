@@ -2,12 +2,13 @@
 
 Subpackages, each importing only those above it in this list:
 
-- ``core``: constants, frame arithmetic, the export format (imports nothing else of the package);
+- ``core``: constants, frame arithmetic, the export format, hub ids, YAML checks (imports nothing else of ours);
 - ``lobes``: the students, the teacher, exported students and upstreams as SpeechBrain lobes;
 - ``loss``, ``data``: the distillation loss; audio, manifests, batches and text;
 - ``training``: the recipes' scaffolding, checkpoints and the distillation Brain;
 - ``tasks``: downstream tasks (ASR) on a frozen or fine-tuned upstream;
-- ``export``: shareable students (safetensors, ONNX);
+- ``export``: shareable students (safetensors, transformers HuBERT, SpeechBrain inference folders, ONNX; upload);
+- ``inference``: ``DistilledEncoder``, a student as a SpeechBrain inference interface (beside ``export``);
 - ``demo``: the whole job in miniature (nothing else imports it); ``measure``: sizes and timings.
 """
 

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+import yaml
 
 from speechbrain_gendistill.export import export_student
 from speechbrain_gendistill.lobes import DistilHuBERTStudent, DistilledSSL, GenDistillStudent
@@ -140,3 +141,22 @@ def test_a_folder_that_is_not_an_export_is_named_in_the_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "wavlm"}))
     with pytest.raises(ValueError, match="config.json does not describe a student"):
         load_student(tmp_path)
+
+
+def test_the_model_card_has_the_hubs_front_matter(tmp_path):
+    facts = {"teacher": "microsoft/wavlm-base-plus", "target layers": [4, 8, 12], "train data": "train-clean-100"}
+    facts.update({"dev L1, layer 4": 0.41, "dev cosine, layer 4": 0.8})
+    folder = export_student(trained_like(GenDistillStudent), tmp_path, facts, {"test WER (CTC probe)": 73.9})
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    metadata = yaml.safe_load(text.split("---\n")[1])
+    assert set(metadata) == {"license", "library_name", "tags", "datasets", "metrics", "base_model", "pipeline_tag"}
+    assert metadata["library_name"] == "speechbrain" and metadata["license"] == "unknown"
+    assert metadata["base_model"] == "microsoft/wavlm-base-plus"
+    assert metadata["datasets"] == ["openslr/librispeech_asr", "speechcolab/gigaspeech", "facebook/voxpopuli"]
+    assert metadata["metrics"] == ["l1", "cosine_similarity", "wer"]
+    assert {"speech", "self-supervised-learning", "distillation", "gendistiller"} <= set(metadata["tags"])
+    assert "| target layers | [4, 8, 12] |" in text and "| test WER (CTC probe) | 73.9 |" in text
+    local = export_student(trained_like(DistilHuBERTStudent), tmp_path / "local", {"teacher": str(tmp_path)})
+    metadata = yaml.safe_load((local / "README.md").read_text().split("---\n")[1])
+    assert "base_model" not in metadata and "datasets" not in metadata and "distilhubert" in metadata["tags"]

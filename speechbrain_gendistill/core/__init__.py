@@ -1,4 +1,4 @@
-"""The shared core: constants, frame arithmetic and the export format.
+"""The shared core: constants, frame arithmetic, the export format, hub ids (``hub.resolve_source``).
 
 Every other subpackage may import it; it imports nothing else of this package,
 so it can never be the end of an import cycle.

@@ -20,6 +20,10 @@ EXPORT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
+# A SpeechBrain inference folder (DistilledEncoder): the HyperPyYAML file, and the student's weights as
+# safetensors under the name SpeechBrain's Pretrainer gives its loadable "encoder".
+HPARAMS_FILE = "hyperparams.yaml"
+ENCODER_WEIGHTS_FILE = "encoder.ckpt"
 # The classes an export may name (their home is speechbrain_gendistill.lobes).
 STUDENT_CLASS_NAMES = ("GenDistillStudent", "DistilHuBERTStudent")
 
@@ -42,6 +46,23 @@ def write_atomically(path: Path, write: Callable[[str], object]) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def check_out_folder(folder: Path, own_files: tuple[str, ...]) -> None:
+    """An export replaces its files in ``folder``: refuse a folder that holds anything else.
+
+    Example
+    -------
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "notes.txt").write_text("mine")
+    >>> check_out_folder(folder, (CONFIG_FILE, WEIGHTS_FILE))
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... holds other files (notes.txt): give a new or empty folder
+    """
+    others = sorted(path.name for path in folder.iterdir() if path.name not in own_files) if folder.is_dir() else []
+    if others:
+        raise FileExistsError(f"{folder} holds other files ({', '.join(others)}): give a new or empty folder")
 
 
 def check_export_config(config: Any, where: str) -> dict[str, Any]:

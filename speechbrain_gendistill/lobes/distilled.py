@@ -3,7 +3,8 @@
 An export names its student class and constructor arguments in ``config.json``
 (see :mod:`speechbrain_gendistill.core.export_format`); this module maps that
 description to a student and back (:func:`student_config`), and loads the
-weights from safetensors only, never from a pickle.
+weights from safetensors only, never from a pickle. An export on the hub is
+fetched through the HuggingFace cache, its JSON and safetensors files only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from speechbrain_gendistill.core.export_format import (
     read_export_config,
     write_atomically,
 )
+from speechbrain_gendistill.core.hub import resolve_source
 from speechbrain_gendistill.lobes.students import DistilHuBERTStudent, DistillationStudent, GenDistillStudent
 
 STUDENT_CLASSES: dict[str, type[DistillationStudent]] = {
@@ -34,6 +36,8 @@ STUDENT_CLASSES: dict[str, type[DistillationStudent]] = {
     "DistilHuBERTStudent": DistilHuBERTStudent,
 }
 HEADS_PREFIX = "prediction_heads."
+# All that is fetched of an exported student on the hub: data, never code or pickles.
+STUDENT_HUB_FILES = ("*.json", "*.safetensors")
 
 
 def student_config(student: DistillationStudent) -> dict[str, Any]:
@@ -94,7 +98,9 @@ def load_student(folder: str | Path, output_all_hiddens: bool = False) -> Distil
     Arguments
     ---------
     folder : str or Path
-        A folder written by :func:`speechbrain_gendistill.export.export_student`.
+        A folder written by :func:`speechbrain_gendistill.export.export_student`,
+        or the hub id of one (fetched into the HuggingFace cache, JSON and
+        safetensors files only; offline, read from it).
     output_all_hiddens : bool
         Passed to the student (``forward`` returns every layer).
 
@@ -109,7 +115,7 @@ def load_student(folder: str | Path, output_all_hiddens: bool = False) -> Distil
     >>> torch.equal(loaded(wavs), student.eval()(wavs)), loaded.prediction_heads is None
     (True, True)
     """
-    folder = Path(folder)
+    folder = resolve_source(folder, files=STUDENT_HUB_FILES, required=(CONFIG_FILE, WEIGHTS_FILE))
     config = read_export_config(folder)
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
@@ -131,9 +137,12 @@ class DistilledSSL(nn.Module):
     Arguments
     ---------
     source : str, optional
-        Folder of an exported student (no hub download: nothing to fetch).
+        Folder of an exported student, or its hub id (fetched into the
+        HuggingFace cache, JSON and safetensors only; read from the cache
+        alone with ``HF_HUB_OFFLINE=1``).
     save_path : str, optional
-        Accepted for YAML compatibility with the HF lobes; unused.
+        Accepted for YAML compatibility with the HF lobes; unused (hub
+        downloads go to the HuggingFace cache).
     output_norm : bool
         Apply a LayerNorm (no affine parameters) over the features of each frame.
     freeze : bool
@@ -174,7 +183,7 @@ class DistilledSSL(nn.Module):
     ) -> None:
         super().__init__()
         if (source is None) == (student_config is None):
-            raise ValueError("DistilledSSL: give either source (an exported student folder) or student_config")
+            raise ValueError("DistilledSSL: give either source (a student's folder or hub id) or student_config")
         if source is not None:
             self.model = load_student(source, output_all_hiddens=output_all_hiddens)
         else:

@@ -1,7 +1,8 @@
 """The frozen SSL teacher on SpeechBrain's HuggingFace lobes, and HF model folders in the hub's layout.
 
 A teacher is any wav2vec 2.0 / HuBERT / WavLM that ``transformers`` can load:
-a hub name or a local folder. :func:`hf_lobe_class` picks SpeechBrain's lobe
+a hub id or a local folder (:func:`resolve_hf_model` fetches a hub id through
+the HuggingFace cache). :func:`hf_lobe_class` picks SpeechBrain's lobe
 for its model type and :func:`hf_conv_layers` reads its CNN from its config.
 :func:`save_hf_model` and :func:`save_random_model` write such folders (the
 demo's teachers, the benchmarks' and the tests' random ones), laid out as a
@@ -36,6 +37,7 @@ from transformers import (
 )
 
 from speechbrain_gendistill.core.frames import ConvSpec
+from speechbrain_gendistill.core.hub import is_hub_id, resolve_source
 
 # model_type -> (SpeechBrain's lobe, HF config class, HF model class)
 HF_SSL_MODELS = {
@@ -45,6 +47,33 @@ HF_SSL_MODELS = {
 }
 # The files of a saved model, as a hub repository holds them.
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+# What is fetched of a hub model: its JSON configs and safetensors weights, or PyTorch weights when it has no
+# safetensors (transformers reads those with torch.load(weights_only=True)); never code.
+HUB_MODEL_FILES = ("*.json", "*.safetensors")
+HUB_MODEL_FILES_TORCH = ("*.json", "*.bin")
+
+
+def resolve_hf_model(source: str | Path) -> str:
+    """The local folder of a HF model: ``source`` itself, or a hub id's snapshot in the HuggingFace cache.
+
+    Offline (``HF_HUB_OFFLINE=1``) the cache alone is read; a missing id is a
+    ``FileNotFoundError`` that names it and says how to get it.
+
+    Example
+    -------
+    >>> folder = tempfile.mkdtemp()
+    >>> resolve_hf_model(folder) == folder
+    True
+    """
+    folder = resolve_source(source, files=HUB_MODEL_FILES, required=("config.json",))
+    if not any(folder.glob("*.safetensors")):
+        folder = resolve_source(source, files=HUB_MODEL_FILES_TORCH, required=("config.json",))
+        if is_hub_id(str(source)) and not any(folder.glob("*.bin")):
+            raise FileNotFoundError(
+                f"the hub model {source} (cached in {folder}) has no weights (*.safetensors or *.bin); "
+                f"download them with `hf download {source}`"
+            )
+    return str(folder)
 
 
 def hf_lobe_class(model_type: str, source: str) -> type[nn.Module]:
@@ -104,18 +133,20 @@ class SSLTeacher(nn.Module):
     """A frozen wav2vec 2.0 / HuBERT / WavLM whose chosen layers are the targets.
 
     Built on ``speechbrain.integrations.huggingface`` (the lobe is picked from the
-    model's config), so ``source`` is a hub name or a local folder holding a
-    ``save_pretrained`` model and its feature-extractor config. Always in eval
-    mode and without gradients; its weights belong to no checkpoint.
+    model's config), so ``source`` is a hub id or a local folder holding a
+    ``save_pretrained`` model and its feature-extractor config. A hub id is
+    fetched into the HuggingFace cache (:func:`resolve_hf_model`; offline, read
+    from it). Always in eval mode and without gradients; its weights belong to
+    no checkpoint.
 
     Arguments
     ---------
     source : str
-        Hub name (e.g. ``microsoft/wavlm-base-plus``) or local folder.
+        Hub id (e.g. ``microsoft/wavlm-base-plus``) or local folder.
     target_layers : list of int
         Layers to return, 1..L (``hidden_states[l]`` is the output of layer l).
     save_path : str
-        Download cache of the hub model.
+        Passed to SpeechBrain's lobe as its ``save_path`` (hub downloads go to the HuggingFace cache).
 
     Example
     -------
@@ -136,7 +167,8 @@ class SSLTeacher(nn.Module):
 
     def __init__(self, source: str, target_layers: list[int], save_path: str) -> None:
         super().__init__()
-        config = AutoConfig.from_pretrained(source, cache_dir=save_path)
+        folder = resolve_hf_model(source)
+        config = AutoConfig.from_pretrained(folder)
         lobe = hf_lobe_class(config.model_type, source)
         self.source = source
         self.model_type = config.model_type
@@ -145,7 +177,7 @@ class SSLTeacher(nn.Module):
         self.conv_layers = hf_conv_layers(config)
         self.extractor_norm = "group_norm" if config.feat_extract_norm == "group" else "layer_norm"
         self.target_layers = check_target_layers(target_layers, self.num_layers, f"teacher {source!r}")
-        self.ssl = lobe(source, save_path=save_path, freeze=True, output_all_hiddens=True)
+        self.ssl = lobe(folder, save_path=save_path, freeze=True, output_all_hiddens=True)
         self.ssl.eval()
 
     def train(self, mode: bool = True) -> SSLTeacher:

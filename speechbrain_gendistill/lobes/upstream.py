@@ -20,8 +20,9 @@ from transformers import AutoConfig
 
 from speechbrain_gendistill.core.export_format import CONFIG_FILE, EXPORT_FORMAT, is_exported_student
 from speechbrain_gendistill.core.frames import ConvSpec, frame_lengths
+from speechbrain_gendistill.core.hub import resolve_source
 from speechbrain_gendistill.lobes.distilled import DistilledSSL
-from speechbrain_gendistill.lobes.teacher import hf_conv_layers, hf_lobe_class
+from speechbrain_gendistill.lobes.teacher import hf_conv_layers, hf_lobe_class, resolve_hf_model
 
 LAYER_MODES = ("last", "weighted")
 PROBE_SAMPLES = 4000  # a quarter of a second: enough frames for any of the supported encoders
@@ -36,14 +37,15 @@ def build_upstream(source: str, freeze: bool = True, save_path: str = "", output
     Arguments
     ---------
     source : str
-        An exported student folder (read by ``DistilledSSL``), or a HuggingFace
-        wav2vec 2.0 / HuBERT / WavLM model (hub name or local folder, read by
-        SpeechBrain's lobe for that model type).
+        An exported student (read by ``DistilledSSL``), or a HuggingFace
+        wav2vec 2.0 / HuBERT / WavLM model (read by SpeechBrain's lobe for
+        that model type); either a local folder or a hub id, fetched through
+        the HuggingFace cache, whose ``config.json`` tells which it is.
     freeze : bool
         Frozen features, or fine-tuning (the recipe then gives the lobe its own optimiser).
         A HuggingFace model is fine-tuned without LayerDrop.
     save_path : str
-        Download cache of a hub model.
+        Passed to the lobe as its ``save_path`` (hub downloads go to the HuggingFace cache).
     output_norm : bool
         Layer-normalise the outputs (passed to the lobe).
 
@@ -64,19 +66,21 @@ def build_upstream(source: str, freeze: bool = True, save_path: str = "", output
     is neither an exported student (config.json with
     """
     source = str(source)
-    if is_exported_student(source):
+    # For a hub id, its config.json alone tells an exported student from a HF model.
+    if is_exported_student(resolve_source(source, files=(CONFIG_FILE,), required=(CONFIG_FILE,))):
         return DistilledSSL(
             source=source, save_path=save_path, freeze=freeze, output_norm=output_norm, output_all_hiddens=True
         )
+    folder = resolve_hf_model(source)
     try:
-        model_type = AutoConfig.from_pretrained(source, cache_dir=save_path or None).model_type
+        model_type = AutoConfig.from_pretrained(folder).model_type
     except (OSError, ValueError) as error:
         raise ValueError(
             f"upstream {source!r} is neither an exported student ({CONFIG_FILE} with format "
             f"{EXPORT_FORMAT!r}) nor a HuggingFace wav2vec 2.0 / HuBERT / WavLM model: {error}"
         ) from error
     lobe = hf_lobe_class(model_type, source)(
-        source, save_path=save_path, freeze=freeze, output_norm=output_norm, output_all_hiddens=True
+        folder, save_path=save_path, freeze=freeze, output_norm=output_norm, output_all_hiddens=True
     )
     # HF's LayerDrop skips layers in training, and a skipped layer gives no hidden state:
     # the number of layers returned would change from batch to batch.
