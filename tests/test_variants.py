@@ -501,3 +501,22 @@ def test_distilhubert_recipe_as_s3prl_initialises_it(mini_librispeech, hubert_di
         "--student_overrides=" + json.dumps(student),
     )
     assert "| initialised from the teacher | 42 tensors," in card
+
+
+def test_bad_variant_settings_are_named_together_before_training(wavlm_dir, tmp_path):
+    from speechbrain_gendistill.training.distillation import build_distillation
+
+    recipe = ROOT / "recipes" / "LibriSpeech" / "distill" / "hparams" / "distill_tiny.yaml"
+    hparams = {
+        "teacher": small_teacher(wavlm_dir, tmp_path),
+        "hparams_file": str(recipe),
+        "student_hparams": "../../../../hparams/models/gendistill_wavlm_base_plus.yaml",
+        "history_mode": "free_running_detatched",
+        "init_cnn_from_teacher": False,
+        "init_from_teacher": True,
+        "student_overrides": {"d_model": 32, "num_heads": 4, "residual": "skip"},
+    }
+    with pytest.raises(ValueError) as error:
+        build_distillation(hparams)
+    for message in ("history_mode: 'free_running_detatched'", "needs init_cnn_from_teacher: True", "residual: 'skip'"):
+        assert message in str(error.value)

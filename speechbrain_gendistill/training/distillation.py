@@ -338,23 +338,23 @@ def build_distillation(hparams: dict) -> DistillationStudent:
     fault), and the student joins the checkpoint.
     """
     teacher = hparams["teacher"]
-    init_cnn, init_all = hparams["init_cnn_from_teacher"], hparams.get("init_from_teacher", False)
     model_hparams = Path(hparams["hparams_file"]).parent / hparams["student_hparams"]
-    checks = {
-        "history": lambda: check_history_mode(hparams.get("history_mode")),
-        "init": lambda: check_init_from_teacher(init_cnn, init_all),
-        "student": lambda: build_student(model_hparams, teacher, init_cnn, hparams["student_overrides"], init_all),
-    }
-    problems, student = [], None
-    for name, check in checks.items():
+    init_cnn, init_all = hparams["init_cnn_from_teacher"], hparams.get("init_from_teacher", False)
+    problems = []
+    for check in (
+        lambda: check_history_mode(hparams.get("history_mode")),
+        lambda: check_init_from_teacher(init_cnn, init_all),
+    ):
         try:
-            result = check()
-        except (ValueError, TypeError) as error:
+            check()
+        except ValueError as error:
             problems.append(str(error))
-        else:
-            student = result if name == "student" else student
+    try:  # the student's own arguments, whatever the keys above
+        student = build_student(model_hparams, teacher, init_cnn, hparams["student_overrides"], init_all and init_cnn)
+    except ValueError as error:
+        problems.append(str(error))
     if problems:
-        raise ValueError("; ".join(dict.fromkeys(problems)))  # once each (build_student repeats the init check)
+        raise ValueError("; ".join(problems))
     check_frame_alignment(student, teacher)
     hparams["checkpointer"].add_recoverable("student", student)
     hparams["student"] = student
