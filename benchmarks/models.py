@@ -14,6 +14,7 @@ from hyperpyyaml import load_hyperpyyaml
 from settings import STUDENT_NAMES, Settings
 
 from speechbrain_gendistill.lobes import SSLTeacher
+from speechbrain_gendistill.lobes.students import parameter_counts
 from speechbrain_gendistill.lobes.teacher import save_random_model
 from speechbrain_gendistill.measure import count_parameters, forward_flops
 
@@ -65,11 +66,11 @@ def parameter_rows(teacher: SSLTeacher, students: dict[str, torch.nn.Module]) ->
     teacher_count = count_parameters(teacher)
     rows = [{"model": "teacher (WavLM Base+ architecture)", "parameters": teacher_count}]
     for name, student in students.items():
-        count = count_parameters(student)
-        if name == STUDENT_NAMES["baseline"]:
-            rows.append({"model": f"{name}, with prediction heads", "parameters": count})
-            name, count = f"{name}, without heads", count - count_parameters(student.prediction_heads)
-        rows.append({"model": name, "parameters": count})
+        counts = parameter_counts(student)
+        if counts["distillation"] != counts["inference"]:  # the baseline, with its heads
+            rows.append({"model": f"{name}, with prediction heads", "parameters": counts["distillation"]})
+            name = f"{name}, without heads"
+        rows.append({"model": name, "parameters": counts["inference"]})
     for row in rows:
         row["fraction_of_teacher"] = row["parameters"] / teacher_count
     return rows

@@ -53,22 +53,31 @@ def dev_utterances(corpus: Path) -> list[Path]:
 
 
 @torch.inference_mode()
-def layer_figures(teacher: SSLTeacher, students: dict[str, DistillationStudent], files: list[Path]) -> dict:
+def layer_figures(
+    teacher: SSLTeacher,
+    students: dict[str, DistillationStudent],
+    files: list[Path],
+    student_layers: dict[str, list[int]] | None = None,
+) -> dict:
     """Frame-weighted means over ``files`` (one at a time, no padding) of, per student:
 
     - ``l1`` and ``cosine`` of each generated layer against its target layer;
     - ``cosine_matrix`` [K, L + 1]: cosine of generated layer k with every teacher layer
       (``hidden_states[0]`` included).
+
+    The layers are the teacher's target layers; a student that learnt more
+    (``student_layers``: name -> its target layers) is read at those.
     """
     totals = {name: {"l1": 0.0, "cosine": 0.0, "matrix": 0.0} for name in students}
     frames = 0
     targets = list(teacher.target_layers)
+    rows = {name: [(student_layers or {}).get(name, targets).index(layer) for layer in targets] for name in students}
     for path in files:
         wav = load_audio(str(path)).unsqueeze(0)
         hidden = teacher.ssl(wav)[:, 0]  # [L + 1, T, D]
         frames += hidden.shape[1]
         for name, student in students.items():
-            generated = student.predict_targets(wav)[:, 0]  # [K, T, D]
+            generated = student.predict_targets(wav)[rows[name], 0]  # [K, T, D]
             if generated.shape[1] != hidden.shape[1]:
                 raise ValueError(
                     f"{path}: student {name} gives {generated.shape[1]} frames, the teacher {hidden.shape[1]}"
@@ -168,7 +177,7 @@ def measure(demo: Demo) -> dict[str, Any]:
         "forward_seconds": seconds,
         "timing_audio_seconds": timing["audio_seconds"],
         "threads": torch.get_num_threads(),
-        "layers": layer_figures(teacher, students, files),
+        "layers": layer_figures(teacher, students, files, {name: demo.target_layers(name) for name in students}),
         "dev_utterances": len(files),
         "probes": probes,
         "distill_steps": steps,

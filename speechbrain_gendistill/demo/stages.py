@@ -93,7 +93,9 @@ class Demo:
     folder : Path
         The output folder.
     ablations : list of str, optional
-        Also distil and probe these GenDistiller variants of ``config["ablations"]``.
+        Also distil and probe these variants of ``config["ablations"]``: each
+        is the GenDistiller student (or the one its ``student`` key names)
+        with the ablation's recipe overrides.
 
     Example
     -------
@@ -114,15 +116,21 @@ class Demo:
         unknown = sorted(set(ablations or ()) - set(config["ablations"]))
         if unknown:
             raise ValueError(f"unknown ablations {unknown}; the demo's YAML has {sorted(config['ablations'])}")
-        if ablations:
-            base = self.students[GENDISTILLER]
-            for name in ablations:
-                ablation = config["ablations"][name]
-                variant = copy.deepcopy(base)
-                variant["label"] = ablation["label"]
-                variant["overrides"].update(copy.deepcopy(ablation["overrides"]))
-                self.students[name] = variant
+        for name in ablations or ():
+            ablation = config["ablations"][name]
+            variant = copy.deepcopy(self.students[ablation.get("student", GENDISTILLER)])
+            variant["label"] = ablation["label"]
+            variant["overrides"].update(copy.deepcopy(ablation["overrides"]))
+            self.students[name] = variant
+        for name in self.students:
+            missing = sorted(set(config["target_layers"]) - set(self.target_layers(name)))
+            if missing:
+                raise ValueError(f"student {name!r} learns target_layers {self.target_layers(name)}, without {missing}")
         self.stages = StageRunner(self.folder, total=5)
+
+    def target_layers(self, name: str) -> list[int]:
+        """The teacher layers student ``name`` learns: the demo's, or more (e.g. every layer)."""
+        return list(self.students[name]["overrides"].get("target_layers", self.config["target_layers"]))
 
     @property
     def trained_teacher(self) -> Path:

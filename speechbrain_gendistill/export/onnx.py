@@ -8,12 +8,14 @@ another with their key/value cache (free running: no teacher is needed).
   float32 (relative lengths, SpeechBrain's convention: 1.0 is the whole row);
 * output: ``features`` [B, T, D] (the last layer), or ``hidden_states``
   [N, B, T, D] (every layer the student gives downstream) with ``--all_layers``;
+  ``--max_layers k`` exports an early exit: the graph computes the first k
+  layers only (GenDistiller: k generation steps unrolled);
 * batch and time axes are dynamic; frames whose receptive field reaches into
   the padding are not valid (their number is in the metadata, see below);
 * metadata (``session.get_modelmeta().custom_metadata_map``): ``sample_rate``,
   ``receptive_field`` and ``frame_hop`` in samples, so item b has
   ``(samples_b - receptive_field) // frame_hop + 1`` valid frames;
-  ``student_class``; ``output``.
+  ``student_class``; ``output``; ``max_layers`` (for an early exit).
 
 After writing the file, the command runs it with onnxruntime beside PyTorch on
 a padded batch and prints the largest difference on valid frames (fp32) or the
@@ -23,6 +25,7 @@ Usage::
 
     python -m speechbrain_gendistill.export.onnx --student exported_student/ --out student.onnx
     python -m speechbrain_gendistill.export.onnx --student exported_student/ --out student.int8.onnx --quantize int8
+    python -m speechbrain_gendistill.export.onnx --student exported_student/ --out first2.onnx --max_layers 2
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ def export_onnx(student: DistillationStudent, path: str | Path, opset: int = ONN
         "student_class": type(student).__name__,
         "output": f"{name} [N, B, T, D]" if student.output_all_hiddens else f"{name} [B, T, D]",
     }
+    if student.max_layers is not None:
+        metadata["max_layers"] = student.max_layers
     onnx.helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
     onnx.save(model, str(path))
     return path
@@ -196,9 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     parser.add_argument("--quantize", choices=["int8"], default=None, help="int8 dynamic quantization")
     parser.add_argument("--all_layers", action="store_true", help="output every layer [N, B, T, D]")
+    parser.add_argument("--max_layers", type=int, default=None, help="an early exit: the first k layers only")
     parser.add_argument("--opset", type=int, default=ONNX_OPSET)
     args = parser.parse_args(argv)
-    student = load_student(args.student, output_all_hiddens=args.all_layers)
+    student = load_student(args.student, output_all_hiddens=args.all_layers, max_layers=args.max_layers)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.quantize:

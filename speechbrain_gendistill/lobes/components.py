@@ -130,6 +130,39 @@ class ConvFeatureExtractor(nn.Module):
         return x.transpose(1, 2), lengths
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward multiplies the incoming gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` unchanged, but the gradient flowing back through it is multiplied by ``scale``.
+
+    wav2vec 2.0 and s3prl's DistilHuBERT train their CNN this way (scale 0.1),
+    so that the front-end moves more slowly than the layers above it.
+    Without gradients (inference, tracing for ONNX) or with ``scale == 1`` it
+    adds nothing to the graph.
+
+    Example
+    -------
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> scale_gradient(x, 0.1).sum().backward()
+    >>> x.grad
+    tensor([0.1000, 0.1000, 0.1000])
+    """
+    if scale == 1.0 or not torch.is_grad_enabled():
+        return x
+    return _ScaleGradient.apply(x, scale)
+
+
 class ConvPositionalEmbedding(nn.Module):
     """wav2vec 2.0's relative positional embedding: x + GELU(grouped conv over time).
 

@@ -35,9 +35,10 @@ STUDENT_CLASSES: dict[str, type[DistillationStudent]] = {
     "GenDistillStudent": GenDistillStudent,
     "DistilHuBERTStudent": DistilHuBERTStudent,
 }
-HEADS_PREFIX = "prediction_heads."
 # All that is fetched of an exported student on the hub: data, never code or pickles.
 STUDENT_HUB_FILES = ("*.json", "*.safetensors")
+# Constructor arguments that say how a student is used, not what it is: no export's config records them.
+USAGE_ARGUMENTS = ("output_all_hiddens", "max_layers")
 
 
 def student_config(student: DistillationStudent) -> dict[str, Any]:
@@ -54,26 +55,29 @@ def student_config(student: DistillationStudent) -> dict[str, Any]:
     class_name = type(student).__name__
     if class_name not in STUDENT_CLASSES:
         raise TypeError(f"cannot export a {class_name}; supported: {sorted(STUDENT_CLASSES)}")
-    arguments = {name: value for name, value in student.config.items() if name != "output_all_hiddens"}
+    arguments = {name: value for name, value in student.config.items() if name not in USAGE_ARGUMENTS}
     if arguments.get("conv_layers") is not None:
         arguments["conv_layers"] = [list(layer) for layer in arguments["conv_layers"]]
     return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "class": class_name, "arguments": arguments}
 
 
 def inference_weights(student: DistillationStudent) -> dict[str, torch.Tensor]:
-    """The weights an export keeps: everything but the baseline's prediction heads, on the CPU."""
+    """The weights an export keeps: everything but what only distillation uses (the baseline's heads), on the CPU."""
     return {
         name: tensor.detach().cpu().contiguous()
         for name, tensor in student.state_dict().items()
-        if not name.startswith(HEADS_PREFIX)
+        if not name.startswith(student.DISTILLATION_ONLY)
     }
 
 
-def build_exported_student(config: dict[str, Any], where: str, output_all_hiddens: bool = False) -> DistillationStudent:
+def build_exported_student(
+    config: dict[str, Any], where: str, output_all_hiddens: bool = False, max_layers: int | None = None
+) -> DistillationStudent:
     """The student an export's config describes, with fresh weights (and without the baseline's heads)."""
     config = check_export_config(config, where)
+    usage = {"output_all_hiddens": output_all_hiddens, "max_layers": max_layers}
     try:
-        student = STUDENT_CLASSES[config["class"]](**config["arguments"], output_all_hiddens=output_all_hiddens)
+        student = STUDENT_CLASSES[config["class"]](**config["arguments"], **usage)
     except TypeError as error:
         raise ValueError(f"{where}: arguments do not build a {config['class']}: {error}") from error
     if isinstance(student, DistilHuBERTStudent):
@@ -92,7 +96,9 @@ def load_safetensors_into(student: DistillationStudent, path: str | Path) -> Non
         raise ValueError(f"{path} does not fit {type(student).__name__}: missing {missing}, unexpected {unexpected}")
 
 
-def load_student(folder: str | Path, output_all_hiddens: bool = False) -> DistillationStudent:
+def load_student(
+    folder: str | Path, output_all_hiddens: bool = False, max_layers: int | None = None
+) -> DistillationStudent:
     """Rebuilds an exported student from its JSON config and safetensors weights.
 
     Arguments
@@ -103,6 +109,8 @@ def load_student(folder: str | Path, output_all_hiddens: bool = False) -> Distil
         safetensors files only; offline, read from it).
     output_all_hiddens : bool
         Passed to the student (``forward`` returns every layer).
+    max_layers : int, optional
+        Passed to the student: an early exit after that many layers.
 
     Example
     -------
@@ -120,7 +128,7 @@ def load_student(folder: str | Path, output_all_hiddens: bool = False) -> Distil
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ValueError(f"{folder} is not an exported student: {WEIGHTS_FILE} is missing")
-    student = build_exported_student(config, str(folder / CONFIG_FILE), output_all_hiddens)
+    student = build_exported_student(config, str(folder / CONFIG_FILE), output_all_hiddens, max_layers)
     load_safetensors_into(student, weights_path)
     return student
 
@@ -157,6 +165,11 @@ class DistilledSSL(nn.Module):
         from a safetensors file (see :meth:`load_weights`): this is how an
         exported ASR model carries its encoder, so that its folder can be moved
         or shared.
+    max_layers : int, optional
+        An early exit: GenDistiller generates its first ``max_layers`` layers
+        only (``num_layers`` is then ``max_layers``); DistilHuBERT runs its first
+        ``max_layers`` encoder layers (``num_layers``: ``max_layers + 1``, the
+        encoder input included).
 
     Example
     -------
@@ -164,11 +177,15 @@ class DistilledSSL(nn.Module):
     >>> from speechbrain_gendistill.export import export_student
     >>> student = GenDistillStudent(target_dim=24, num_target_layers=2, d_model=16, num_layers=1,
     ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
-    >>> encoder = DistilledSSL(source=str(export_student(student, tempfile.mkdtemp())), freeze=True)
+    >>> encoder_source = str(export_student(student, tempfile.mkdtemp()))
+    >>> encoder = DistilledSSL(source=encoder_source, freeze=True)
     >>> encoder(torch.randn(2, 1600), torch.tensor([1.0, 0.5])).shape
     torch.Size([2, 159, 24])
     >>> encoder.output_dim, encoder.num_layers
     (24, 2)
+    >>> first = DistilledSSL(source=encoder_source, max_layers=1, output_all_hiddens=True)
+    >>> first(torch.randn(2, 1600)).shape, first.num_layers
+    (torch.Size([1, 2, 159, 24]), 1)
     """
 
     def __init__(
@@ -180,22 +197,25 @@ class DistilledSSL(nn.Module):
         freeze_feature_extractor: bool = False,
         output_all_hiddens: bool = False,
         student_config: dict[str, Any] | None = None,
+        max_layers: int | None = None,
     ) -> None:
         super().__init__()
         if (source is None) == (student_config is None):
             raise ValueError("DistilledSSL: give either source (a student's folder or hub id) or student_config")
         if source is not None:
-            self.model = load_student(source, output_all_hiddens=output_all_hiddens)
+            self.model = load_student(source, output_all_hiddens=output_all_hiddens, max_layers=max_layers)
         else:
-            self.model = build_exported_student(student_config, "DistilledSSL student_config", output_all_hiddens)
+            self.model = build_exported_student(
+                student_config, "DistilledSSL student_config", output_all_hiddens, max_layers
+            )
         self.freeze = freeze
         self.output_norm = output_norm
         self.output_all_hiddens = output_all_hiddens
         config = self.model.config
         if isinstance(self.model, GenDistillStudent):
-            self.output_dim, self.num_layers = config["target_dim"], config["num_target_layers"]
+            self.output_dim, self.num_layers = config["target_dim"], max_layers or config["num_target_layers"]
         else:
-            self.output_dim, self.num_layers = config["d_model"], config["num_layers"] + 1
+            self.output_dim, self.num_layers = config["d_model"], (max_layers or config["num_layers"]) + 1
         frozen = self.model if freeze else (self.model.frontend.feature_extractor if freeze_feature_extractor else None)
         if frozen is not None:
             for parameter in frozen.parameters():

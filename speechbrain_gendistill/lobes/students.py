@@ -3,133 +3,46 @@
 Both share the front-end (waveform CNN, LayerNorm, Linear to the model width,
 convolutional positional embedding) and the contract of SpeechBrain's HF SSL
 lobes: ``forward(wavs, wav_lens)`` gives [B, T, D], or [N, B, T, D] with
-``output_all_hiddens=True``. ``predict_targets`` gives the K predicted teacher layers
-[K, B, T, D_t] that distillation trains on.
+``output_all_hiddens=True`` (the first ``max_layers`` only, when set: an early
+exit). ``predict_targets`` gives the K predicted teacher layers [K, B, T, D_t]
+that distillation trains on. :func:`parameter_counts` counts both the same way.
 """
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
 
-from speechbrain_gendistill.core.frames import (
-    DEFAULT_CONV_LAYERS,
-    ConvSpec,
-    conv_output_lengths,
-    lengths_to_mask,
-    receptive_field,
-    relative_to_absolute,
-)
+from speechbrain_gendistill.core.frames import ConvSpec
 from speechbrain_gendistill.lobes.attention import key_padding_mask
-from speechbrain_gendistill.lobes.components import ConvFeatureExtractor, ConvPositionalEmbedding, TransformerBlock
+from speechbrain_gendistill.lobes.components import TransformerBlock
+from speechbrain_gendistill.lobes.from_teacher import (
+    Group,
+    copy_groups,
+    encoder_layer_group,
+    layer_norm_group,
+    positional_group,
+)
+from speechbrain_gendistill.lobes.frontend import FrontEnd
 from speechbrain_gendistill.lobes.generator import LayerGenerator
 
-logger = logging.getLogger(__name__)
-
-
-class FrontEnd(nn.Module):
-    """Waveform CNN, LayerNorm, Linear to ``d_model``, dropout, positional embedding.
-
-    Arguments
-    ---------
-    d_model : int
-        Output width.
-    conv_layers : list of (channels, kernel, stride)
-        The CNN; the default is the teacher's, so frame counts match.
-    extractor_norm : str
-        ``"group_norm"`` or ``"layer_norm"`` (see ConvFeatureExtractor).
-    pos_conv_kernel, pos_conv_groups : int
-        The convolutional positional embedding.
-    dropout : float
-        Dropout after the projection.
-
-    Example
-    -------
-    >>> frontend = FrontEnd(32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
-    >>> x, mask = frontend(torch.randn(2, 800), torch.tensor([1.0, 0.5]))
-    >>> x.shape, mask.sum(1).tolist()
-    (torch.Size([2, 79, 32]), [79, 39])
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        conv_layers: ConvSpec | None = None,
-        extractor_norm: str = "group_norm",
-        pos_conv_kernel: int = 128,
-        pos_conv_groups: int = 16,
-        dropout: float = 0.1,
-    ) -> None:
-        super().__init__()
-        self.conv_layers = [tuple(layer) for layer in (conv_layers or DEFAULT_CONV_LAYERS)]
-        self.feature_extractor = ConvFeatureExtractor(self.conv_layers, extractor_norm)
-        feature_dim = self.feature_extractor.output_dim
-        self.layer_norm = nn.LayerNorm(feature_dim)
-        self.projection = nn.Linear(feature_dim, d_model) if feature_dim != d_model else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
-        self.positional = ConvPositionalEmbedding(d_model, pos_conv_kernel, pos_conv_groups)
-
-    def sample_lengths(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.Tensor:
-        lengths = relative_to_absolute(wav_lens, wavs.shape[1], wavs.shape[0]).to(wavs.device)
-        if torch.jit.is_tracing():
-            # A traced graph (ONNX export) cannot raise: the check would freeze to the example input.
-            return lengths
-        too_short = (lengths < receptive_field(self.conv_layers)).nonzero().flatten().tolist()
-        if too_short:
-            raise ValueError(
-                f"batch items {too_short} are shorter than the CNN's receptive field "
-                f"({receptive_field(self.conv_layers)} samples)"
-            )
-        return lengths
-
-    def frame_mask(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.Tensor:
-        """[B, T] True on the frames whose receptive field lies inside each item."""
-        frames = conv_output_lengths(self.sample_lengths(wavs, wav_lens), self.conv_layers)
-        num_frames = conv_output_lengths(torch.tensor([wavs.shape[1]]), self.conv_layers).item()
-        return lengths_to_mask(frames, num_frames)
-
-    def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """[B, S] waveforms -> ([B, T, d_model] features, [B, T] frame mask)."""
-        feats, frames = self.feature_extractor(wavs, self.sample_lengths(wavs, wav_lens))
-        mask = lengths_to_mask(frames, feats.shape[1])
-        x = self.dropout(self.projection(self.layer_norm(feats)))
-        return self.positional(x, mask), mask
-
-    def load_teacher_cnn(self, teacher_state: dict[str, torch.Tensor]) -> list[str]:
-        """Copies the teacher's CNN, LayerNorm and projection where shapes match.
-
-        ``teacher_state`` is the state dict of a HF wav2vec 2.0 / HuBERT / WavLM
-        model. Returns the names of the copied tensors.
-        """
-        mapping = {}
-        for name in self.feature_extractor.state_dict():
-            mapping[f"feature_extractor.{name}"] = "feature_extractor." + name.replace(".norm.", ".layer_norm.")
-        for name in self.layer_norm.state_dict():
-            mapping[f"layer_norm.{name}"] = f"feature_projection.layer_norm.{name}"
-        for name in self.projection.state_dict():
-            mapping[f"projection.{name}"] = f"feature_projection.projection.{name}"
-        own = self.state_dict()
-        copied = []
-        for own_name, teacher_name in mapping.items():
-            source = teacher_state.get(teacher_name)
-            if source is not None and source.shape == own[own_name].shape:
-                own[own_name].copy_(source)
-                copied.append(own_name)
-        if not any(name.startswith("feature_extractor.") for name in copied):
-            logger.warning("the teacher's CNN does not match the student's: the CNN starts from scratch")
-        return copied
+__all__ = ["FrontEnd", "DistillationStudent", "GenDistillStudent", "DistilHuBERTStudent", "parameter_counts"]
 
 
 class DistillationStudent(nn.Module):
-    """What both students share: the front-end and the SSL lobe contract."""
+    """What both students share: the front-end, the SSL lobe contract, the initialisation from a teacher."""
 
-    def __init__(self, config: dict) -> None:
+    # Prefixes of the parameters only distillation trains: an export leaves them out.
+    DISTILLATION_ONLY: tuple[str, ...] = ()
+
+    def __init__(self, config: dict, num_outputs: int) -> None:
         super().__init__()
         # The constructor's arguments: what an exported student needs to be rebuilt.
         self.config = {name: value for name, value in config.items() if name not in ("self", "__class__")}
         self.output_all_hiddens = config["output_all_hiddens"]
+        self.max_layers = config["max_layers"]
+        if self.max_layers is not None and not 1 <= self.max_layers <= num_outputs:
+            raise ValueError(f"max_layers={self.max_layers}: this {type(self).__name__} has layers 1..{num_outputs}")
         self.frontend = FrontEnd(
             config["d_model"],
             config["conv_layers"],
@@ -137,6 +50,7 @@ class DistillationStudent(nn.Module):
             config["pos_conv_kernel"],
             config["pos_conv_groups"],
             config["dropout"],
+            config["cnn_grad_scale"],
         )
 
     def predict_targets(
@@ -145,6 +59,7 @@ class DistillationStudent(nn.Module):
         wav_lens: torch.Tensor | None = None,
         teacher_history: torch.Tensor | None = None,
         teacher_history_prob: float = 1.0,
+        detach_history: bool = False,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -161,8 +76,44 @@ class DistillationStudent(nn.Module):
         return self.frontend.frame_mask(wavs, wav_lens)
 
     def load_teacher_cnn(self, teacher_state: dict[str, torch.Tensor]) -> list[str]:
-        """Initialises the front-end from a HF teacher's state dict where shapes match."""
+        """Initialises the front-end's CNN, LayerNorm and projection from a HF teacher's state where shapes match."""
         return ["frontend." + name for name in self.frontend.load_teacher_cnn(teacher_state)]
+
+    def teacher_groups(self, encoder: bool) -> list[Group]:
+        """What :meth:`load_teacher` copies after the CNN: the positional convolution."""
+        return [positional_group()]
+
+    def load_teacher(self, teacher_state: dict[str, torch.Tensor], encoder: bool = True) -> list[str]:
+        """Initialises every part with a same-shaped counterpart in a HF teacher's state dict; returns their names.
+
+        The CNN, LayerNorm and projection of :meth:`load_teacher_cnn`, the
+        positional convolution and, with ``encoder`` (a teacher whose layers
+        are post-LN, wav2vec 2.0 Base style), what the student has of the
+        teacher's encoder (DistilHuBERT: its LayerNorm and first layers).
+        """
+        return self.load_teacher_cnn(teacher_state) + copy_groups(self, self.teacher_groups(encoder), teacher_state)
+
+
+def parameter_counts(student: DistillationStudent) -> dict[str, int]:
+    """A student's parameters at inference (what an export keeps) and in distillation (all it trains).
+
+    The two differ by the parts only distillation uses: DistilHuBERT's
+    prediction heads (none once dropped); GenDistiller has no such part.
+
+    Example
+    -------
+    >>> student = DistilHuBERTStudent(target_dim=24, num_target_layers=3, d_model=16, num_layers=1, num_heads=4,
+    ...     d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
+    >>> counts = parameter_counts(student)
+    >>> counts["distillation"] - counts["inference"] == sum(p.numel() for p in student.prediction_heads.parameters())
+    True
+    """
+    counts = {"inference": 0, "distillation": 0}
+    for name, parameter in student.named_parameters():
+        counts["distillation"] += parameter.numel()
+        if not name.startswith(student.DISTILLATION_ONLY):
+            counts["inference"] += parameter.numel()
+    return counts
 
 
 class GenDistillStudent(DistillationStudent):
@@ -192,6 +143,16 @@ class GenDistillStudent(DistillationStudent):
         The convolutional positional embedding.
     output_all_hiddens : bool
         ``forward`` returns all K generated layers [K, B, T, D_t] instead of the last.
+    residual : str
+        ``"projection"`` (y_k = out_proj(z_k) + skip(u_k)) or ``"identity"``
+        (y_k = previous layer + out_proj(z_k)); see :class:`LayerGenerator`.
+    per_step_output : bool
+        One output projection per generated layer instead of one shared.
+    cnn_grad_scale : float
+        Multiplies the gradients flowing into the CNN (1.0: unchanged).
+    max_layers : int, optional
+        An early exit: ``forward`` generates the first ``max_layers`` layers
+        only (that many steps are computed). Not part of an export's config.
 
     Example
     -------
@@ -204,6 +165,8 @@ class GenDistillStudent(DistillationStudent):
     >>> teacher_history = torch.randn(3, 2, 159, 24)
     >>> student.predict_targets(wavs, teacher_history=teacher_history).shape
     torch.Size([3, 2, 159, 24])
+    >>> student.hidden_states(wavs, num_steps=2).shape
+    torch.Size([2, 2, 159, 24])
     """
 
     def __init__(
@@ -220,9 +183,23 @@ class GenDistillStudent(DistillationStudent):
         pos_conv_kernel: int = 128,
         pos_conv_groups: int = 16,
         output_all_hiddens: bool = False,
+        residual: str = "projection",
+        per_step_output: bool = False,
+        cnn_grad_scale: float = 1.0,
+        max_layers: int | None = None,
     ) -> None:
-        super().__init__(locals())
-        self.generator = LayerGenerator(d_model, target_dim, num_target_layers, num_layers, num_heads, d_ffn, dropout)
+        super().__init__(locals(), num_outputs=num_target_layers)
+        self.generator = LayerGenerator(
+            d_model,
+            target_dim,
+            num_target_layers,
+            num_layers,
+            num_heads,
+            d_ffn,
+            dropout,
+            residual=residual,
+            per_step_output=per_step_output,
+        )
 
     def predict_targets(
         self,
@@ -230,19 +207,25 @@ class GenDistillStudent(DistillationStudent):
         wav_lens: torch.Tensor | None = None,
         teacher_history: torch.Tensor | None = None,
         teacher_history_prob: float = 1.0,
+        detach_history: bool = False,
+        num_steps: int | None = None,
     ) -> torch.Tensor:
         """The K generated layers [K, B, T, D_t]: teacher forcing when ``teacher_history`` is given, else free running.
 
         With ``teacher_history`` and ``0 < teacher_history_prob < 1``, each
         step and utterance reads the teacher's previous layer with that
         probability and its own otherwise (scheduled sampling, computed step by
-        step).
+        step). ``detach_history``: no gradient flows back through the student's
+        own layers read as history. ``num_steps``: the first layers only.
         """
         x0, mask = self.frontend(wavs, wav_lens)
-        return self.generator(x0, mask, teacher_history, teacher_history_prob)
+        return self.generator(x0, mask, teacher_history, teacher_history_prob, detach_history, num_steps)
 
-    def hidden_states(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
-        return self.predict_targets(wavs, wav_lens)
+    def hidden_states(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None, num_steps: int | None = None
+    ) -> torch.Tensor:
+        """The generated layers, free running: the first ``num_steps`` (default ``max_layers``, else all K)."""
+        return self.predict_targets(wavs, wav_lens, num_steps=self.max_layers if num_steps is None else num_steps)
 
 
 class GroupedLinear(nn.Module):
@@ -288,6 +271,12 @@ class DistilHuBERTStudent(DistillationStudent):
         As for :class:`GenDistillStudent`.
     output_all_hiddens : bool
         ``forward`` returns [num_layers + 1, B, T, d_model].
+    cnn_grad_scale : float
+        Multiplies the gradients flowing into the CNN (s3prl: 0.1; 1.0: unchanged).
+    max_layers : int, optional
+        An early exit: ``forward`` runs the first ``max_layers`` encoder layers
+        only and returns [max_layers + 1, B, T, d_model] with
+        ``output_all_hiddens``. The prediction heads still read the last layer.
 
     Example
     -------
@@ -299,7 +288,11 @@ class DistilHuBERTStudent(DistillationStudent):
     torch.Size([3, 2, 159, 24])
     >>> student(wavs).shape
     torch.Size([2, 159, 16])
+    >>> student.hidden_states(wavs, num_layers=1).shape
+    torch.Size([2, 2, 159, 16])
     """
+
+    DISTILLATION_ONLY = ("prediction_heads.",)
 
     def __init__(
         self,
@@ -315,8 +308,10 @@ class DistilHuBERTStudent(DistillationStudent):
         pos_conv_kernel: int = 128,
         pos_conv_groups: int = 16,
         output_all_hiddens: bool = False,
+        cnn_grad_scale: float = 1.0,
+        max_layers: int | None = None,
     ) -> None:
-        super().__init__(locals())
+        super().__init__(locals(), num_outputs=num_layers)
         self.encoder_norm = nn.LayerNorm(d_model)
         self.encoder_dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
@@ -329,12 +324,16 @@ class DistilHuBERTStudent(DistillationStudent):
             GroupedLinear(d_model, num_target_layers, target_dim),
         )
 
-    def hidden_states(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None, num_layers: int | None = None
+    ) -> torch.Tensor:
+        """The encoder input and the outputs of its first ``num_layers`` layers (default ``max_layers``, else all)."""
         x, mask = self.frontend(wavs, wav_lens)
         x = self.encoder_dropout(self.encoder_norm(x))
         attn_mask = key_padding_mask(mask)
+        limit = self.max_layers if num_layers is None else num_layers
         hiddens = [x]
-        for layer in self.layers:
+        for layer in self.layers[:limit]:
             hiddens.append(layer(hiddens[-1], attn_mask))
         return torch.stack(hiddens)
 
@@ -344,13 +343,22 @@ class DistilHuBERTStudent(DistillationStudent):
         wav_lens: torch.Tensor | None = None,
         teacher_history: torch.Tensor | None = None,
         teacher_history_prob: float = 1.0,
+        detach_history: bool = False,
     ) -> torch.Tensor:
-        """[K, B, T, D_t] from the heads; the teacher's layers are not used."""
+        """[K, B, T, D_t] from the heads on the last layer; the teacher's layers are not used."""
         if self.prediction_heads is None:
             raise RuntimeError("the prediction heads were dropped: this student only serves as an encoder now")
-        last = self.hidden_states(wavs, wav_lens)[-1]
+        last = self.hidden_states(wavs, wav_lens, num_layers=len(self.layers))[-1]
         return self.prediction_heads(last).permute(2, 0, 1, 3)
 
     def drop_prediction_heads(self) -> None:
         """Removes the heads once distillation is over: they are not part of the model used after it."""
         self.prediction_heads = None
+
+    def teacher_groups(self, encoder: bool) -> list[Group]:
+        """The positional convolution; with ``encoder``, the encoder LayerNorm and the teacher's first layers."""
+        groups = super().teacher_groups(encoder)
+        if encoder:
+            groups.append(layer_norm_group("encoder_norm", "encoder.layer_norm"))
+            groups += [encoder_layer_group(f"layers.{index}.", index) for index in range(len(self.layers))]
+        return groups

@@ -176,6 +176,9 @@ class SSLTeacher(nn.Module):
         self.num_layers = int(config.num_hidden_layers)
         self.conv_layers = hf_conv_layers(config)
         self.extractor_norm = "group_norm" if config.feat_extract_norm == "group" else "layer_norm"
+        # What a student's encoder must share with the teacher's to start from its layers.
+        self.num_heads = int(config.num_attention_heads)
+        self.layer_norm_first = bool(getattr(config, "do_stable_layer_norm", False))
         self.target_layers = check_target_layers(target_layers, self.num_layers, f"teacher {source!r}")
         self.ssl = lobe(folder, save_path=save_path, freeze=True, output_all_hiddens=True)
         self.ssl.eval()

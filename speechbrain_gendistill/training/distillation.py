@@ -28,12 +28,13 @@ from torch import nn
 from speechbrain_gendistill.core.constants import SAMPLE_RATE
 from speechbrain_gendistill.data.librispeech import librispeech_manifests
 from speechbrain_gendistill.data.pipelines import load_manifest, sort_dataset, total_hours
+from speechbrain_gendistill.lobes.from_teacher import teacher_encoder_fits
 from speechbrain_gendistill.lobes.students import DistillationStudent
 from speechbrain_gendistill.lobes.teacher import SSLTeacher
 
 logger = logging.getLogger(__name__)
 
-HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled")
+HISTORY_MODES = ("teacher_forcing", "free_running", "scheduled", "free_running_detached")
 
 
 def check_history_mode(history_mode: str | None) -> str | None:
@@ -46,11 +47,28 @@ def check_history_mode(history_mode: str | None) -> str | None:
     >>> check_history_mode("greedy")
     Traceback (most recent call last):
     ...
-    ValueError: history_mode: 'greedy' is not one of teacher_forcing, free_running, scheduled
+    ValueError: history_mode: 'greedy' is not one of teacher_forcing, free_running, scheduled, free_running_detached
     """
     if history_mode is not None and history_mode not in HISTORY_MODES:
         raise ValueError(f"history_mode: {history_mode!r} is not one of {', '.join(HISTORY_MODES)}")
     return history_mode
+
+
+def check_init_from_teacher(init_cnn_from_teacher: bool, init_from_teacher: bool) -> None:
+    """``init_from_teacher`` copies the teacher's CNN too, so it needs the teacher's CNN layout.
+
+    Example
+    -------
+    >>> check_init_from_teacher(init_cnn_from_teacher=False, init_from_teacher=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: init_from_teacher: True starts the whole student from the teacher, its CNN included: ...
+    """
+    if init_from_teacher and not init_cnn_from_teacher:
+        raise ValueError(
+            "init_from_teacher: True starts the whole student from the teacher, its CNN included: it needs "
+            "init_cnn_from_teacher: True (the teacher's CNN layout), not False"
+        )
 
 
 def build_student(
@@ -58,14 +76,22 @@ def build_student(
     teacher: SSLTeacher,
     init_cnn_from_teacher: bool = True,
     overrides: dict[str, Any] | None = None,
+    init_from_teacher: bool = False,
 ) -> DistillationStudent:
     """Builds the student of a model file in ``hparams/models/`` for ``teacher``.
 
     The teacher gives the target width and layers; with
     ``init_cnn_from_teacher`` the student's CNN takes the teacher's layout and
-    weights (so both yield the same frames). ``overrides`` sets any other
-    top-level key of the model file (e.g. a smaller ``d_model``).
+    weights (so both yield the same frames). With ``init_from_teacher`` (which
+    needs ``init_cnn_from_teacher``) every part of the student with a
+    same-shaped counterpart in the teacher starts from it: the CNN and feature
+    projection, the positional convolution and, for DistilHuBERT, the encoder
+    LayerNorm and the teacher's first layers (s3prl's initialisation; see
+    :meth:`DistillationStudent.load_teacher`). ``overrides`` sets any other
+    top-level key of the model file (e.g. a smaller ``d_model``). What was
+    copied is logged and kept in ``student.initialised_from_teacher``.
     """
+    check_init_from_teacher(init_cnn_from_teacher, init_from_teacher)
     model_hparams = Path(model_hparams)
     if not model_hparams.is_file():
         raise FileNotFoundError(f"student_hparams: {model_hparams} not found")
@@ -78,9 +104,21 @@ def build_student(
             student = load_hyperpyyaml(handle, values)["student"]
         except KeyError as error:
             raise ValueError(f"student_hparams {model_hparams}: {error} (no such key, or no `student`)") from error
-    if init_cnn_from_teacher:
+    copied: list[str] = []
+    if init_from_teacher:
+        encoder = teacher_encoder_fits(student.config.get("num_heads"), teacher)
+        copied = student.load_teacher(teacher.model_state(), encoder=encoder)
+    elif init_cnn_from_teacher:
         copied = student.load_teacher_cnn(teacher.model_state())
-        logger.info("initialised %d student tensors from the teacher's CNN", len(copied))
+    state = student.state_dict()
+    student.initialised_from_teacher = {
+        "tensors": len(copied),
+        "parameters": sum(state[name].numel() for name in copied),
+    }
+    logger.info(
+        "initialised %(tensors)d student tensors (%(parameters)d parameters) from the teacher",
+        student.initialised_from_teacher,
+    )
     return student
 
 
@@ -127,8 +165,9 @@ class StudentForDDP(nn.Module):
         wav_lens: torch.Tensor | None = None,
         teacher_history: torch.Tensor | None = None,
         teacher_history_prob: float = 1.0,
+        detach_history: bool = False,
     ) -> torch.Tensor:
-        return self.student.predict_targets(wavs, wav_lens, teacher_history, teacher_history_prob)
+        return self.student.predict_targets(wavs, wav_lens, teacher_history, teacher_history_prob, detach_history)
 
 
 def batch_seed(*parts: int) -> int:
@@ -200,8 +239,9 @@ class DistillBrain(sb.Brain):
     Modules: ``teacher`` (an :class:`SSLTeacher`) and ``student`` (a
     :class:`StudentForDDP`). Hyperparameters read: ``loss``
     (DistillationLoss), ``seed``, ``history_mode`` (``teacher_forcing``,
-    ``free_running`` or ``scheduled``; absent for a student without history,
-    the baseline), ``scheduled_min_teacher_prob`` and
+    ``free_running``, ``scheduled`` or ``free_running_detached``: free running
+    without gradients through the student's own layers read as history;
+    absent for a student without history, the baseline), ``scheduled_min_teacher_prob`` and
     ``scheduled_anneal_steps`` (scheduled sampling: the probability of the
     teacher's history falls linearly from 1 to the minimum over that many
     optimizer steps), ``lr_scheduler`` (called before each optimizer step),
@@ -235,9 +275,11 @@ class DistillBrain(sb.Brain):
         batch = batch.to(self.device)
         wavs, wav_lens = batch.sig
         targets = self.modules.teacher(wavs, wav_lens)
-        teacher_history_prob = self.teacher_history_prob() if stage == sb.Stage.TRAIN else 0.0
+        training = stage == sb.Stage.TRAIN
+        teacher_history_prob = self.teacher_history_prob() if training else 0.0
         history = targets if teacher_history_prob > 0.0 else None
-        predictions = self.modules.student(wavs, wav_lens, history, teacher_history_prob)
+        detach = training and getattr(self.hparams, "history_mode", None) == "free_running_detached"
+        predictions = self.modules.student(wavs, wav_lens, history, teacher_history_prob, detach)
         frame_mask = self.hparams.student.frame_mask(wavs, wav_lens)
         return predictions, targets, frame_mask
 
@@ -292,14 +334,29 @@ def build_distillation(hparams: dict) -> DistillationStudent:
     """Builds and checks the student of a distillation recipe's ``hparams`` for its teacher; returns it.
 
     The student's model file (``student_hparams``) is read relative to the
-    recipe's YAML. The history mode and the frame alignment of student and
-    teacher are checked before any data is read, and the student joins the
-    checkpoint.
+    recipe's YAML. The history mode, the initialisation keys, the student's
+    arguments and the frame alignment of student and teacher are checked
+    before any data is read (the first three together: one error names every
+    fault), and the student joins the checkpoint.
     """
-    check_history_mode(hparams.get("history_mode"))
     teacher = hparams["teacher"]
     model_hparams = Path(hparams["hparams_file"]).parent / hparams["student_hparams"]
-    student = build_student(model_hparams, teacher, hparams["init_cnn_from_teacher"], hparams["student_overrides"])
+    init_cnn, init_all = hparams["init_cnn_from_teacher"], hparams.get("init_from_teacher", False)
+    problems = []
+    for check in (
+        lambda: check_history_mode(hparams.get("history_mode")),
+        lambda: check_init_from_teacher(init_cnn, init_all),
+    ):
+        try:
+            check()
+        except ValueError as error:
+            problems.append(str(error))
+    try:  # the student's own arguments, whatever the keys above
+        student = build_student(model_hparams, teacher, init_cnn, hparams["student_overrides"], init_all and init_cnn)
+    except ValueError as error:
+        problems.append(str(error))
+    if problems:
+        raise ValueError("; ".join(problems))
     check_frame_alignment(student, teacher)
     hparams["checkpointer"].add_recoverable("student", student)
     hparams["student"] = student
@@ -334,6 +391,9 @@ def distillation_card(hparams: dict, checkpoint: Checkpoint | None) -> dict[str,
         "teacher": hparams["teacher_source"],
         "target layers": hparams["teacher"].target_layers,
         "history mode in training": hparams.get("history_mode", "none (prediction heads)"),
+        "initialised from the teacher": "{tensors} tensors, {parameters} parameters".format(
+            **hparams["student"].initialised_from_teacher
+        ),
         "train data": ", ".join(hparams["train_splits"]) if "train_splits" in hparams else str(hparams["data_folder"]),
         "train hours": round(hours, 3) if hours is not None else "unknown",
         "dev data": (
