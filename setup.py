@@ -13,6 +13,13 @@ setup(
     description="GenDistiller: distil SSL speech encoders into small generative students, for SpeechBrain",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",  # the code; the shipped data and weights state their own (data/README.md, model cards)
+    license_files=["LICENSE"],
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["speechbrain_gendistill", "speechbrain_gendistill.*"]),
     python_requires=">=3.10",
     install_requires=[

@@ -19,6 +19,7 @@ from speechbrain_gendistill.core.export_format import (
     WEIGHTS_FILE,
     write_atomically,
 )
+from speechbrain_gendistill.core.licenses import card_splits, license_section
 from speechbrain_gendistill.lobes.distilled import inference_weights, student_config
 from speechbrain_gendistill.lobes.students import DistillationStudent
 
@@ -42,7 +43,8 @@ def _model_card(class_name: str, config: dict[str, Any], parameters: int, card: 
     ]
     for key, value in card.items():
         lines.append(f"| {key} | {value} |")
-    lines += ["", "Student configuration:", "", "```json", json.dumps(config, indent=2), "```", ""]
+    lines += ["", *license_section(card_splits(card), teacher=card.get("teacher"))]
+    lines += ["Student configuration:", "", "```json", json.dumps(config, indent=2), "```", ""]
     return "\n".join(lines)
 
 
