@@ -41,10 +41,11 @@ setup(
     description="GenDistiller: distil SSL speech encoders into small generative students, for SpeechBrain",
     long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
-    license="Apache-2.0",  # the code; the shipped data and weights state their own (data/README.md, model cards)
+    # The code's license, as an SPDX expression (setuptools deprecates license classifiers); the shipped data
+    # and weights state their own (data/README.md, the model cards).
+    license="Apache-2.0",
     license_files=["LICENSE"],
     classifiers=[
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
