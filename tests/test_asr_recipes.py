@@ -48,6 +48,7 @@ from hyperpyyaml import load_hyperpyyaml
 from safetensors.torch import load_file
 from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
 from speechbrain.tokenizers.SentencePiece import SentencePiece
+from speechbrain.utils.fetching import FetchConfig
 
 from speechbrain_gendistill.data.audio import load_audio
 from speechbrain_gendistill.data.text import TranscriptError, build_tokenizer, decode_tokens
@@ -55,6 +56,7 @@ from speechbrain_gendistill.demo.corpus import synthesize_corpus
 from speechbrain_gendistill.demo.stages import run_script
 from speechbrain_gendistill.demo.teacher_ctc import unpack_teacher
 from speechbrain_gendistill.lobes import DistilledSSL
+from speechbrain_gendistill.lobes.teacher import EmbeddedHFSSL
 from speechbrain_gendistill.tasks.asr import CTCAttentionBrain, CTCBrain, export_asr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,10 +228,15 @@ def test_export_transcribes_as_the_recipe_decoded(
         assert " ".join(asr.transcribe_file(wavs[utt_id]).split()) == hypothesis, utt_id
 
 
-def test_teacher_stands_in_for_the_student(
+def test_teacher_stands_in_for_the_student_and_its_export_travels(
     wavlm_dir: Path, mini_librispeech_manifests: dict[str, Path], tmp_path: Path
 ) -> None:
-    """The same recipe YAML with a HuggingFace model as upstream_source; its export carries the model along."""
+    """The same recipe YAML with a HuggingFace model as upstream_source; its export carries the model inside itself.
+
+    The exported folder is moved (the original deleted) and loaded from there,
+    then put where huggingface_hub keeps a downloaded repository and loaded
+    offline by its hub id: both transcribe as the recipe's own modules do.
+    """
     overrides = {
         "data_folder": "unused",
         "output_folder": str(tmp_path / "recipe"),
@@ -243,20 +250,47 @@ def test_teacher_stands_in_for_the_student(
     tokenizer = build_tokenizer(
         hparams["tokenizer"], mini_librispeech_manifests["train"], tmp_path, 0, 29, hparams["characters"]
     )
-    folder = export_asr(tmp_path / "asr", CTCBrain, hparams, tokenizer, hparams_file, overrides)
-    assert sorted(path.name for path in (folder / "ssl").iterdir()) == [
-        "config.json",
-        "model.safetensors",
-        "preprocessor_config.json",
-    ]
+    made_here = tmp_path / "made_here"
+    folder = export_asr(made_here / "asr", CTCBrain, hparams, tokenizer, hparams_file, overrides)
+    files = sorted(path.name for path in folder.iterdir())
+    assert files == ["hyperparams.yaml", "model.ckpt", "ssl.ckpt", "tokenizer.ckpt"]
+    text = (folder / "hyperparams.yaml").read_text()
+    assert str(tmp_path) not in text and str(wavlm_dir) not in text  # no path of this machine
 
     wav = manifest_rows(mini_librispeech_manifests["test-synth"])[0]["wav"]
     encoder = hparams["encoder"].eval()
     with torch.no_grad():
         p_ctc = encoder(load_audio(wav)[None], torch.ones(1))
     expected = decode_tokens(tokenizer, hparams["decoding_function"](p_ctc, torch.ones(1)))[0]
-    asr = EncoderASR.from_hparams(source=str(folder), savedir=str(tmp_path / "cache"))
+
+    (tmp_path / "elsewhere").mkdir()
+    moved = Path(shutil.move(folder, tmp_path / "elsewhere" / "asr"))
+    shutil.rmtree(made_here)
+    asr = EncoderASR.from_hparams(source=str(moved), savedir=str(tmp_path / "cache"))
+    assert isinstance(asr.mods.encoder.ssl, EmbeddedHFSSL)
+    loaded, trained = asr.mods.encoder.ssl.model.state_dict(), hparams["ssl"].model.state_dict()
+    assert loaded.keys() == trained.keys() and all(torch.equal(loaded[name], trained[name]) for name in trained)
     assert asr.transcribe_file(wav) == expected
+
+    # huggingface_hub's cache layout: models--<owner>--<name>/snapshots/<commit>/<files>, refs/main -> <commit>.
+    commit = "0" * 40
+    repository = tmp_path / "hub_cache" / "models--someone--asr-with-teacher"
+    shutil.copytree(moved, repository / "snapshots" / commit)
+    (repository / "refs").mkdir()
+    (repository / "refs" / "main").write_text(commit)
+    asr = EncoderASR.from_hparams(
+        source="someone/asr-with-teacher",
+        savedir=str(tmp_path / "hub_savedir"),
+        fetch_config=FetchConfig(allow_network=False, huggingface_cache_dir=str(tmp_path / "hub_cache")),
+    )
+    assert asr.transcribe_file(wav) == expected
+
+    # The teacher's weights are read as safetensors only: a pickle in their place is refused, never run.
+    marker = tmp_path / "payload_ran"
+    torch.save({"encoder.weight": PlantedPayload(marker)}, moved / "ssl.ckpt")
+    with pytest.raises(ValueError, match="is not a safetensors file"):
+        EncoderASR.from_hparams(source=str(moved), savedir=str(tmp_path / "another_cache"))
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize(("script_dir", "config"), [(CTC, "ctc_tiny.yaml"), (SEQ2SEQ, "ctc_attention_tiny.yaml")])

@@ -8,6 +8,9 @@ belong to each item.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 
 ConvSpec = list[tuple[int, int, int]]
@@ -92,3 +95,81 @@ def frame_lengths(wav_lens: torch.Tensor, num_samples: int, conv_layers: ConvSpe
     frames = conv_output_lengths(samples, conv_layers)
     total = conv_output_lengths(torch.tensor([num_samples], device=wav_lens.device), conv_layers)
     return (frames.float() + 0.25) / total.float()
+
+
+def frame_hop(conv_layers: ConvSpec) -> int:
+    """Samples between the starts of two consecutive output frames: the product of the strides.
+
+    Example
+    -------
+    >>> frame_hop(DEFAULT_CONV_LAYERS)
+    320
+    """
+    return math.prod(stride for _, _, stride in conv_layers)
+
+
+class Window(NamedTuple):
+    """One window of a long waveform: samples ``[start, stop)``; of its frames, ``[keep_start, keep_stop)`` are kept."""
+
+    start: int
+    stop: int
+    keep_start: int
+    keep_stop: int
+
+
+def chunk_windows(num_samples: int, field: int, hop: int, chunk_samples: int, overlap_samples: int) -> list[Window]:
+    """Cuts a waveform into windows of at most ``chunk_samples`` that overlap, aligned on the frame grid.
+
+    Frame t of the whole waveform sees samples ``[t * hop, t * hop + field)``.
+    Every window starts on a frame (a multiple of ``hop``), so its frame j is
+    frame ``start / hop + j`` of the whole. Consecutive windows share
+    ``overlap_samples // hop`` frames, and each keeps its frames up to the
+    middle of what it shares with the next: every kept frame lies about half
+    the overlap away from its window's edges, except at the waveform's own
+    ends. The kept frames, joined in order, are each frame of the whole once:
+    ``(num_samples - field) // hop + 1`` of them. The last window is moved back
+    to end with the waveform, so that it is as long as the others.
+
+    Arguments
+    ---------
+    num_samples : int
+        Length of the waveform; at least ``field``.
+    field, hop : int
+        The encoder's receptive field and frame hop, in samples.
+    chunk_samples : int
+        The longest window.
+    overlap_samples : int
+        How much consecutive windows share (rounded down to whole frames).
+
+    Example
+    -------
+    >>> for window in chunk_windows(16000, field=400, hop=320, chunk_samples=6400, overlap_samples=1600):
+    ...     print(window)
+    Window(start=0, stop=6400, keep_start=0, keep_stop=16)
+    Window(start=4480, stop=10880, keep_start=2, keep_stop=16)
+    Window(start=8960, stop=15360, keep_start=2, keep_stop=10)
+    Window(start=9600, stop=16000, keep_start=8, keep_stop=19)
+    >>> len(chunk_windows(16000, field=400, hop=320, chunk_samples=16000, overlap_samples=0))
+    1
+    """
+    window_frames = (chunk_samples - field) // hop + 1
+    overlap_frames = overlap_samples // hop
+    if window_frames < 1 or overlap_frames < 0 or overlap_frames >= window_frames:
+        raise ValueError(
+            f"chunks of {chunk_samples} samples with {overlap_samples} of overlap hold {window_frames} frames "
+            f"with {overlap_frames} shared: a window needs at least one frame ({field} samples) and more frames "
+            "than it shares with the next"
+        )
+    if num_samples < field:
+        raise ValueError(f"{num_samples} samples are shorter than the receptive field ({field} samples)")
+    total = (num_samples - field) // hop + 1
+    if total <= window_frames:
+        return [Window(0, min(num_samples, chunk_samples), 0, total)]
+    step = window_frames - overlap_frames
+    starts = [*range(0, total - window_frames, step), total - window_frames]  # in frames
+    # Frame boundaries between consecutive windows' kept frames: the middle of what they share.
+    bounds = [0, *((a + b + window_frames) // 2 for a, b in zip(starts, starts[1:], strict=False)), total]
+    return [
+        Window(start * hop, min(num_samples, start * hop + chunk_samples), bounds[i] - start, bounds[i + 1] - start)
+        for i, start in enumerate(starts)
+    ]

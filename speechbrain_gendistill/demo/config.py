@@ -10,8 +10,9 @@ from typing import Any
 import yaml
 from hyperpyyaml.core import recursive_update
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = REPO_ROOT / "hparams" / "demo" / "demo.yaml"
+from speechbrain_gendistill.core.resources import shipped_path
+
+DEFAULT_CONFIG = shipped_path("hparams/demo/demo.yaml")
 # The settings a built stage depends on: a folder built with others is not reused.
 BUILD_KEYS = ("seed", "corpus_splits", "teacher", "target_layers", "distill", "probe")
 TEST_SPLIT = "test-synth"

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from speechbrain_gendistill.demo.config import GENDISTILLER, REPO_ROOT, TEST_SPLIT, overrides_to_args
+from speechbrain_gendistill.core.resources import shipped_path
+from speechbrain_gendistill.demo.config import GENDISTILLER, TEST_SPLIT, overrides_to_args
 from speechbrain_gendistill.demo.corpus import RECORD_NAME, synthesize_corpus
 from speechbrain_gendistill.demo.measurements import measure
 from speechbrain_gendistill.demo.report import plot_layer_cosine, plot_training_curves, render_report
@@ -175,10 +176,10 @@ class Demo:
     # 2
     def train_teacher(self) -> None:
         settings = self.config["teacher"]
-        shipped = REPO_ROOT / settings["shipped"]
+        shipped = shipped_path(settings["shipped"])
         if self.train_teacher_here:
             args = [
-                str(REPO_ROOT / settings["hparams"]),
+                str(shipped_path(settings["hparams"])),
                 f"--data_folder={self.corpus}",
                 f"--output_folder={self.teacher_folder}",
                 *overrides_to_args(settings["overrides"]),
@@ -208,7 +209,7 @@ class Demo:
     def distill(self, name: str) -> None:
         student = self.students[name]
         output = self.distill_folder(name)
-        script = REPO_ROOT / "recipes" / "LibriSpeech" / "distill" / "train.py"
+        script = shipped_path("recipes/LibriSpeech/distill/train.py")
         overrides = {
             "data_folder": str(self.corpus),
             "output_folder": str(output),
@@ -231,7 +232,7 @@ class Demo:
     def probe(self, name: str, source: Path) -> None:
         settings = self.config["probe"]
         output = self.probe_folder(name)
-        script = REPO_ROOT / "recipes" / "LibriSpeech" / "ASR" / "CTC" / "train.py"
+        script = shipped_path("recipes/LibriSpeech/ASR/CTC/train.py")
         overrides = {
             "data_folder": str(self.corpus),
             "output_folder": str(output),
@@ -260,7 +261,7 @@ class Demo:
         result: Path,
     ) -> None:
         """Stage ``number``: a recipe's ``train.py`` with ``overrides``, done once ``result`` exists."""
-        args = [str(REPO_ROOT / hparams_file), *overrides_to_args(overrides)]
+        args = [str(shipped_path(hparams_file)), *overrides_to_args(overrides)]
 
         def build() -> None:
             self.stages.command([sys.executable, str(script)], args)

@@ -31,6 +31,8 @@ import speechbrain as sb
 import torch
 from transformers import WavLMModel
 
+from speechbrain_gendistill.core.licenses import CODE_LICENSE, card_splits, license_section
+from speechbrain_gendistill.core.resources import shipped_root
 from speechbrain_gendistill.lobes.teacher import is_saved_model, save_hf_model, save_random_model
 from speechbrain_gendistill.tasks.asr import CTCBrain, dataio_prepare
 from speechbrain_gendistill.training import fit, load_recipe, make_loaders, schedule_per_update
@@ -78,6 +80,7 @@ def pack_teacher(
         "| --- | --- |",
         *(f"| {key} | {value} |" for key, value in card.items()),
         "",
+        *license_section(card_splits(card), weights_license=CODE_LICENSE),
     ]
     (folder / "README.md").write_text("\n".join(lines))
     initial = {"model_config": model_config, "seed": seed}
@@ -150,8 +153,8 @@ def train_teacher(argv: list[str]) -> Path:
 
 
 def _relative(path: str | Path) -> str:
-    """``path`` from the repository root when it lies inside it."""
-    path, root = Path(path).resolve(), Path(__file__).resolve().parents[2]
+    """``path`` from the repository root (or the installed copy of its files) when it lies inside it."""
+    path, root = Path(path).resolve(), shipped_root()
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 

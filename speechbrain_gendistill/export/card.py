@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +98,9 @@ def model_card(
     facts: Mapping[str, Any],
     results: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    license_lines: Sequence[str] = (),
 ) -> str:
-    """A ``README.md``: front matter, title, how to load the model, how it was distilled, results, configuration.
+    """A ``README.md``: front matter, title, how to load it, how it was distilled, results, license, configuration.
 
     Example
     -------
@@ -114,6 +115,7 @@ def model_card(
     lines += ["## How it was distilled", "", *_table(FACTS_HEADER, facts)]
     if results:
         lines += ["## Measured results", "", *_table(RESULTS_HEADER, results)]
+    lines += list(license_lines)
     if config is not None:
         lines += ["## Student configuration", "", "```json", json.dumps(dict(config), indent=2), "```", ""]
     return "\n".join(lines)

@@ -20,6 +20,7 @@ from speechbrain_gendistill.core.export_format import (
     write_atomically,
 )
 from speechbrain_gendistill.core.hub import resolve_source
+from speechbrain_gendistill.core.licenses import card_splits, license_section
 from speechbrain_gendistill.export.card import card_metadata, model_card, read_model_card
 from speechbrain_gendistill.lobes.distilled import STUDENT_HUB_FILES, inference_weights, load_student, student_config
 from speechbrain_gendistill.lobes.students import DistillationStudent
@@ -83,7 +84,10 @@ def export_student(
     facts = card or {}
     metadata = card_metadata(config["class"], "speechbrain", facts, results, license)
     title = f"Distilled student: {config['class']}"
-    card_text = model_card(title, metadata, STUDENT_USAGE, parameters, facts, results, config["arguments"])
+    license_lines = license_section(card_splits(facts), teacher=facts.get("teacher"))
+    card_text = model_card(
+        title, metadata, STUDENT_USAGE, parameters, facts, results, config["arguments"], license_lines
+    )
     write_atomically(folder / CARD_FILE, lambda path: Path(path).write_text(card_text))
     return folder
 

@@ -3,7 +3,8 @@
 - :class:`GenDistillStudent`, :class:`DistilHuBERTStudent`: the two students (``students.py``), built from
   ``components.py`` (CNN, positional convolution, transformer block), ``attention.py`` (attention with a
   KV cache, the 2D attention's mask) and ``generator.py`` (GenDistiller's layer generator);
-- :class:`SSLTeacher`: a frozen HF SSL model whose chosen layers are the targets (``teacher.py``);
+- :class:`SSLTeacher`: a frozen HF SSL model whose chosen layers are the targets, and the HF model
+  folders and embedded copies the package writes (``teacher.py``);
 - :class:`DistilledSSL`: an exported student as a drop-in for SpeechBrain's HF SSL lobes (``distilled.py``);
 - :func:`build_upstream`, :class:`LayerMixer`, :class:`FrameLengthsSequential`: what a downstream recipe
   reads a student or a teacher through (``upstream.py``).

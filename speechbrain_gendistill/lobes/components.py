@@ -7,6 +7,9 @@ valid frame.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,6 +28,10 @@ class MaskedGroupNorm(nn.Module):
 
     This is wav2vec 2.0's first-layer ``GroupNorm(C, C)`` with the same
     parameters, except that padding does not leak into the mean and variance.
+    While ``statistics`` is set (a per-channel mean and variance, [C] each),
+    they are used instead of the input's own: chunked inference sets those of
+    the whole waveform, so that each window is normalised as the whole is
+    (see :meth:`ConvFeatureExtractor.fixed_statistics`).
 
     Arguments
     ---------
@@ -48,16 +55,20 @@ class MaskedGroupNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_channels))
         self.bias = nn.Parameter(torch.zeros(num_channels))
+        self.statistics: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_tracing() and bool(mask.all()):
+        if self.statistics is not None:
+            mean, var = (statistic.to(x.dtype)[None, :, None] for statistic in self.statistics)
+        elif not torch.jit.is_tracing() and bool(mask.all()):
             # No padding: PyTorch's fused kernel computes the same statistics, several times faster.
             return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
-        # Sums over valid frames as matrix-vector products: no masked copy of x.
-        m = mask.to(x.dtype)[:, :, None]  # [B, T, 1]
-        count = m.sum(dim=1, keepdim=True).clamp(min=1.0)
-        mean = torch.bmm(x, m) / count
-        var = (torch.bmm(x.square(), m) / count - mean.square()).clamp(min=0.0)
+        else:
+            # Sums over valid frames as matrix-vector products: no masked copy of x.
+            m = mask.to(x.dtype)[:, :, None]  # [B, T, 1]
+            count = m.sum(dim=1, keepdim=True).clamp(min=1.0)
+            mean = torch.bmm(x, m) / count
+            var = (torch.bmm(x.square(), m) / count - mean.square()).clamp(min=0.0)
         scale = self.weight[None, :, None] * torch.rsqrt(var + self.eps)
         return torch.addcmul(self.bias[None, :, None] - mean * scale, x, scale)
 
@@ -128,6 +139,78 @@ class ConvFeatureExtractor(nn.Module):
         for block in self.conv_layers:
             x, lengths = block(x, lengths)
         return x.transpose(1, 2), lengths
+
+    def patch_moments(self, wav: torch.Tensor, block_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [k] and second moment [k, k] of the first layer's input patches over a whole waveform [S].
+
+        A patch is the ``k`` samples (the first layer's kernel) that one
+        first-layer frame reads. The first layer's group norm statistics over a
+        waveform depend on it through these alone
+        (:meth:`statistics_from_moments`); they are summed block by block, so
+        that memory follows ``block_samples``, not the waveform's length.
+        """
+        conv = self.conv_layers[0].conv
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        frames = (wav.shape[-1] - kernel) // stride + 1
+        per_block = max(1, (block_samples - kernel) // stride + 1)
+        total = torch.zeros(kernel, dtype=torch.float64, device=wav.device)
+        outer = torch.zeros(kernel, kernel, dtype=torch.float64, device=wav.device)
+        for begin in range(0, frames, per_block):
+            end = min(frames, begin + per_block)
+            patches = wav[begin * stride : (end - 1) * stride + kernel].double().unfold(0, kernel, stride)  # [n, k]
+            total += patches.sum(0)
+            outer += patches.T @ patches
+        return total / frames, outer / frames
+
+    def statistics_from_moments(
+        self, patch_mean: torch.Tensor, patch_moment: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first layer's per-channel output mean and variance over a waveform, from its :meth:`patch_moments`.
+
+        The first layer is a convolution without bias, linear in its patch:
+        with weights W [C, k], the mean is W mu and the variance
+        diag(W M W^T) - mean^2, M being the second moment.
+
+        Example
+        -------
+        >>> cnn = ConvFeatureExtractor([(8, 10, 5), (8, 3, 2)])
+        >>> wav = torch.randn(16000)
+        >>> mean, var = cnn.statistics_from_moments(*cnn.patch_moments(wav, block_samples=3000))
+        >>> whole = cnn.conv_layers[0].conv(wav[None, None])
+        >>> torch.allclose(mean, whole.mean((0, 2)), atol=1e-5)
+        True
+        >>> torch.allclose(var, whole.var((0, 2), unbiased=False), rtol=1e-4)
+        True
+        """
+        weight = self.conv_layers[0].conv.weight[:, 0, :]  # [C, k]
+        mean = weight @ patch_mean.to(weight.dtype)
+        var = ((weight @ patch_moment.to(weight.dtype)) * weight).sum(-1) - mean.square()
+        return mean, var.clamp(min=0.0)
+
+    @contextmanager
+    def fixed_statistics(self, statistics: tuple[torch.Tensor, torch.Tensor] | None) -> Iterator[None]:
+        """Within the block, the first layer's group norm (if any) uses ``statistics``: (mean, variance), [C] each.
+
+        Example
+        -------
+        >>> cnn = ConvFeatureExtractor([(8, 10, 5), (8, 3, 2)])
+        >>> wav = torch.randn(1, 16000)
+        >>> whole, _ = cnn(wav, torch.tensor([16000]))
+        >>> statistics = cnn.statistics_from_moments(*cnn.patch_moments(wav[0], block_samples=3000))
+        >>> with cnn.fixed_statistics(statistics):
+        ...     window, _ = cnn(wav[:, 3200:6400], torch.tensor([3200]))
+        >>> window.shape[1], bool((window - whole[:, 320:639]).abs().max() < 1e-4)  # frame 320 starts at sample 3200
+        (319, True)
+        """
+        first = self.conv_layers[0]
+        if first.norm_kind != "group_norm":  # layer-norm mode normalises each frame on its own
+            yield
+            return
+        first.norm.statistics = statistics
+        try:
+            yield
+        finally:
+            first.norm.statistics = None
 
 
 class _ScaleGradient(torch.autograd.Function):

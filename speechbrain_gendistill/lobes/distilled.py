@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from speechbrain.utils.checkpoints import mark_as_transfer, register_checkpoint_hooks
 from torch import nn
 
+from speechbrain_gendistill.core.constants import SAMPLE_RATE
 from speechbrain_gendistill.core.export_format import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -28,6 +29,7 @@ from speechbrain_gendistill.core.export_format import (
     read_export_config,
     write_atomically,
 )
+from speechbrain_gendistill.core.frames import chunk_windows, frame_hop, receptive_field
 from speechbrain_gendistill.core.hub import resolve_source
 from speechbrain_gendistill.lobes.students import DistilHuBERTStudent, DistillationStudent, GenDistillStudent
 
@@ -170,6 +172,22 @@ class DistilledSSL(nn.Module):
         only (``num_layers`` is then ``max_layers``); DistilHuBERT runs its first
         ``max_layers`` encoder layers (``num_layers``: ``max_layers + 1``, the
         encoder input included).
+    chunk_seconds : float, optional
+        Long audio: run each item in windows of at most this many seconds
+        (:func:`~speechbrain_gendistill.core.frames.chunk_windows`), one at a
+        time, and join their frames, so that memory follows the window's
+        length, not the audio's (20 s is a good value). The result has exactly
+        the frames of the whole item. Every window is normalised with the
+        whole item's first-layer CNN statistics (computed first, block by
+        block), so the CNN gives the frames of the whole; the attention and
+        the positional convolution see the window only, so the features differ
+        a little from the whole's: each window keeps only the frames about
+        ``overlap_seconds / 2`` or more from its edges. Measured on 30-60 s of
+        speech: mean frame cosine with the whole 0.9993-0.9999, lowest 0.995
+        or more (``tests/test_long_audio.py``). Frames past an item's end
+        (padding of a batch) are zeros. ``None``: the whole input at once.
+    overlap_seconds : float
+        How much consecutive windows share, with ``chunk_seconds``.
 
     Example
     -------
@@ -186,6 +204,10 @@ class DistilledSSL(nn.Module):
     >>> first = DistilledSSL(source=encoder_source, max_layers=1, output_all_hiddens=True)
     >>> first(torch.randn(2, 1600)).shape, first.num_layers
     (torch.Size([1, 2, 159, 24]), 1)
+    >>> long = DistilledSSL(source=encoder_source, chunk_seconds=0.25, overlap_seconds=0.05)
+    >>> wav = torch.randn(1, 16000)  # 1 s, in windows of 0.25 s
+    >>> long(wav).shape == encoder(wav).shape
+    True
     """
 
     def __init__(
@@ -198,6 +220,8 @@ class DistilledSSL(nn.Module):
         output_all_hiddens: bool = False,
         student_config: dict[str, Any] | None = None,
         max_layers: int | None = None,
+        chunk_seconds: float | None = None,
+        overlap_seconds: float = 2.0,
     ) -> None:
         super().__init__()
         if (source is None) == (student_config is None):
@@ -222,6 +246,12 @@ class DistilledSSL(nn.Module):
                 parameter.requires_grad = False
         if freeze:
             self.model.eval()
+        conv_layers = self.model.frontend.conv_layers
+        self.field, self.hop = receptive_field(conv_layers), frame_hop(conv_layers)
+        self.chunk_samples = None if chunk_seconds is None else round(chunk_seconds * SAMPLE_RATE)
+        self.overlap_samples = round(overlap_seconds * SAMPLE_RATE)
+        if self.chunk_samples is not None:  # a bad pair is an error now, not at the first long input
+            chunk_windows(self.field, self.field, self.hop, self.chunk_samples, self.overlap_samples)
 
     @mark_as_transfer
     def load_weights(self, path: str | Path) -> None:
@@ -240,7 +270,28 @@ class DistilledSSL(nn.Module):
 
     def forward(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None = None) -> torch.Tensor:
         with torch.set_grad_enabled(not self.freeze and torch.is_grad_enabled()):
-            out = self.model(wavs, wav_lens)
+            out = self.model(wavs, wav_lens) if self.chunk_samples is None else self._chunked(wavs, wav_lens)
         if self.output_norm:
             out = F.layer_norm(out, out.shape[-1:])
         return out
+
+    def _chunked(self, wavs: torch.Tensor, wav_lens: torch.Tensor | None) -> torch.Tensor:
+        """The student's output, each item window by window (see ``chunk_seconds``)."""
+        lengths = self.model.frontend.sample_lengths(wavs, wav_lens).tolist()  # refuses items too short for a frame
+        total = (wavs.shape[1] - self.field) // self.hop + 1
+        items = []
+        extractor = self.model.frontend.feature_extractor
+        for wav, length in zip(wavs, lengths, strict=True):
+            # Every window normalised as the whole item is: the CNN's frames are then those of the whole.
+            statistics = extractor.statistics_from_moments(*extractor.patch_moments(wav[:length], self.chunk_samples))
+            with extractor.fixed_statistics(statistics):
+                pieces = [
+                    # A copy of the kept frames: the window's whole output is freed before the next window runs.
+                    self.model(wav[None, window.start : window.stop])[
+                        ..., window.keep_start : window.keep_stop, :
+                    ].clone()
+                    for window in chunk_windows(length, self.field, self.hop, self.chunk_samples, self.overlap_samples)
+                ]
+            frames = torch.cat(pieces, dim=-2)  # [(N,) 1, T_item, D]
+            items.append(F.pad(frames, (0, 0, 0, total - frames.shape[-2])))
+        return torch.cat(items, dim=-3)

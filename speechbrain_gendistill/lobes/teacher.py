@@ -7,6 +7,8 @@ for its model type and :func:`hf_conv_layers` reads its CNN from its config.
 :func:`save_hf_model` and :func:`save_random_model` write such folders (the
 demo's teachers, the benchmarks' and the tests' random ones), laid out as a
 hub model is, so that they load through exactly the code path a hub name takes.
+:class:`EmbeddedHFSSL` is SpeechBrain's lobe rebuilt from a config, its weights
+from a safetensors file: how an exported ASR model carries a teacher.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from speechbrain.integrations.huggingface.hubert import HuBERT
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2
 from speechbrain.integrations.huggingface.wavlm import WavLM
+from speechbrain.utils.checkpoints import mark_as_transfer, register_checkpoint_hooks
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -298,3 +303,102 @@ def save_random_model(
         model = model_class(config_class(**model_config))
     save_hf_model(model, folder)
     return str(folder)
+
+
+def hf_model_config(model: PreTrainedModel) -> dict[str, Any]:
+    """An HF model's config as JSON data, without the private fields that name the folder it was read from.
+
+    Example
+    -------
+    >>> model = WavLMModel.from_pretrained(save_random_model(Path(tempfile.mkdtemp()), dict(hidden_size=16,
+    ...     num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, conv_dim=[8] * 7,
+    ...     num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)))
+    >>> config = hf_model_config(model)
+    >>> config["model_type"], [key for key in config if key.startswith("_")]
+    ('wavlm', [])
+    """
+    return _plain({key: value for key, value in model.config.to_dict().items() if not key.startswith("_")})
+
+
+@register_checkpoint_hooks
+class EmbeddedHFSSL(Wav2Vec2):
+    """SpeechBrain's HF SSL lobe built from a config alone, its weights loaded by a SpeechBrain ``Pretrainer``.
+
+    This is how an exported ASR model carries a wav2vec 2.0 / HuBERT / WavLM
+    that stood in for a student: the model's config inline in its
+    ``hyperparams.yaml``, its weights in a safetensors file beside it that the
+    ``Pretrainer`` fetches like the folder's other files. The folder then names
+    no path of the machine that wrote it: it can be moved, or uploaded to the
+    hub and loaded by its id. The computation is SpeechBrain's own
+    (``Wav2Vec2.extract_features``, which its HuBERT and WavLM lobes share), so
+    the model encodes as it did in the recipe.
+
+    Arguments
+    ---------
+    model_config : dict
+        The HF model's config (:func:`hf_model_config`), ``model_type`` included.
+    normalize_wav : bool
+        Normalise each waveform first (the feature extractor's ``do_normalize``).
+    output_norm : bool
+        Layer-normalise the outputs, as SpeechBrain's lobe does.
+    freeze : bool
+        Frozen (eval mode, no gradients) or trainable.
+    output_all_hiddens : bool
+        Return every hidden state [L + 1, B, T, D] instead of the last [B, T, D].
+
+    Example
+    -------
+    >>> config = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+    ...     conv_dim=[8] * 7, num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    >>> source = save_random_model(Path(tempfile.mkdtemp()) / "wavlm", config)
+    >>> lobe = WavLM(source, save_path=source, freeze=True, output_all_hiddens=True)
+    >>> path = Path(tempfile.mkdtemp()) / "ssl.ckpt"
+    >>> save_hf_weights(lobe.model, path)
+    >>> embedded = EmbeddedHFSSL(hf_model_config(lobe.model), output_all_hiddens=True)
+    >>> embedded.load_weights(path)
+    >>> wavs = torch.randn(2, 4000)
+    >>> torch.equal(embedded(wavs, torch.tensor([1.0, 0.6])), lobe(wavs, torch.tensor([1.0, 0.6])))
+    True
+    """
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        normalize_wav: bool = False,
+        output_norm: bool = False,
+        freeze: bool = True,
+        output_all_hiddens: bool = False,
+    ) -> None:
+        # Not SpeechBrain's constructor: it reads the config and the weights from a source folder or hub id.
+        nn.Module.__init__(self)
+        model_type = model_config.get("model_type")
+        hf_lobe_class(model_type, "EmbeddedHFSSL's model_config")
+        _, config_class, model_class = HF_SSL_MODELS[model_type]
+        self.model = model_class(config_class.from_dict(model_config))
+        self.normalize_wav = normalize_wav
+        self.output_norm = output_norm
+        self.output_all_hiddens = output_all_hiddens
+        self.freeze = freeze
+        self.freeze_feature_extractor = False
+        if freeze:
+            self.freeze_model(self.model)
+
+    @mark_as_transfer
+    def load_weights(self, path: str | Path) -> None:
+        """The ``Pretrainer``'s hook: every weight of the model from a safetensors file, never a pickle."""
+        try:
+            weights = load_file(path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a safetensors file ({error}); refusing to load it any other way"
+            ) from error
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path} does not fit this {type(self.model).__name__}: missing {missing}, unexpected {unexpected}"
+            )
+
+
+def save_hf_weights(model: PreTrainedModel, path: str | Path) -> None:
+    """Writes an HF model's weights to the safetensors file that :meth:`EmbeddedHFSSL.load_weights` reads."""
+    save_file({name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}, str(path))

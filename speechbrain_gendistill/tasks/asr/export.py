@@ -22,6 +22,7 @@ from speechbrain.dataio.encoder import CTCTextEncoder
 from torch import nn
 
 from speechbrain_gendistill.lobes.distilled import DistilledSSL, student_config
+from speechbrain_gendistill.lobes.teacher import EmbeddedHFSSL, hf_model_config, save_hf_weights
 from speechbrain_gendistill.tasks.asr.brains import ASRBrain
 
 logger = logging.getLogger(__name__)
@@ -73,10 +74,12 @@ def _export_ssl(ssl: nn.Module, folder: Path) -> tuple[str, dict[str, str]]:
     """Saves the SSL lobe's current weights in ``folder``.
 
     Returns the YAML entries that rebuild it, and the Pretrainer loadables
-    (name -> key) that load its weights. A student travels inside the folder
-    (its config in the YAML, its weights in ``ssl.ckpt``, a safetensors file),
-    so the folder can be moved or shared; a HuggingFace teacher is saved to
-    ``ssl/`` and named by absolute path.
+    (name -> key) that load its weights. The encoder travels inside the folder
+    as its architecture in the YAML (a student's export config, or a
+    HuggingFace model's config) and its weights in ``ssl.ckpt`` (safetensors),
+    which the Pretrainer fetches like the other files: the folder names no
+    path of this machine, so it can be moved, or uploaded to the hub and
+    loaded by its id.
     """
     common = f"    output_norm: {json.dumps(bool(ssl.output_norm))}\n    freeze: True\n    output_all_hiddens: True\n"
     if isinstance(ssl, DistilledSSL):
@@ -85,17 +88,14 @@ def _export_ssl(ssl: nn.Module, folder: Path) -> tuple[str, dict[str, str]]:
             "ssl: !new:speechbrain_gendistill.lobes.DistilledSSL\n"
             f"    student_config: {json.dumps(student_config(ssl.model))}\n" + common
         )
-        return entry, {"ssl": "ssl"}
-    source = (folder / "ssl").resolve()
-    ssl.model.save_pretrained(source)
-    ssl.feature_extractor.save_pretrained(source)
-    entry = (
-        f"ssl_source: {json.dumps(str(source))}\n"
-        f"ssl: !new:{type(ssl).__module__}.{type(ssl).__name__}\n"
-        "    source: !ref <ssl_source>\n"
-        "    save_path: !ref <ssl_source>\n" + common
-    )
-    return entry, {}
+    else:  # a HuggingFace teacher standing in for the student, in SpeechBrain's lobe
+        save_hf_weights(ssl.model, folder / "ssl.ckpt")
+        entry = (
+            f"ssl: !new:{EmbeddedHFSSL.__module__}.{EmbeddedHFSSL.__name__}\n"
+            f"    model_config: {json.dumps(hf_model_config(ssl.model))}\n"
+            f"    normalize_wav: {json.dumps(bool(ssl.normalize_wav))}\n" + common
+        )
+    return entry, {"ssl": "ssl"}
 
 
 def export_asr(
@@ -109,15 +109,14 @@ def export_asr(
     """Writes the trained ASR in SpeechBrain's pretrained-model layout, loadable offline with ``speechbrain.inference``.
 
     ``folder`` receives ``hyperparams.yaml``, ``model.ckpt`` (the downstream
-    modules' state dict), ``tokenizer.ckpt`` and the SSL encoder with its
-    current weights: a student as ``ssl.ckpt`` (safetensors, loaded by
-    ``DistilledSSL.load_weights``; its architecture is in the YAML), so that
-    the folder can be moved and shared; a teacher standing in for the student
-    as ``ssl/`` (a HuggingFace model folder), named by its absolute path (key
-    ``ssl_source``: after moving the folder, pass ``overrides={"ssl_source":
-    ...}`` to ``from_hparams``). ``hyperparams.yaml`` holds the recipe YAML's
-    entries that the model needs, so any downstream architecture set there is
-    rebuilt as it was trained.
+    modules' state dict), ``tokenizer.ckpt`` and the SSL encoder's current
+    weights as ``ssl.ckpt`` (safetensors): a student's, loaded by
+    ``DistilledSSL.load_weights``, or those of a HuggingFace teacher standing
+    in for the student, loaded by ``EmbeddedHFSSL.load_weights``; the
+    encoder's architecture is in the YAML. The folder names nothing outside
+    itself, so it can be moved, or shared on the hub and loaded by its id.
+    ``hyperparams.yaml`` holds the recipe YAML's entries that the model needs,
+    so any downstream architecture set there is rebuilt as it was trained.
 
     Arguments
     ---------
