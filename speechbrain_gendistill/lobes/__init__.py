@@ -6,7 +6,7 @@
 - :class:`SSLTeacher`: a frozen HF SSL model whose chosen layers are the targets (``teacher.py``);
 - :class:`DistilledSSL`: an exported student as a drop-in for SpeechBrain's HF SSL lobes (``distilled.py``);
 - :func:`build_upstream`, :class:`LayerMixer`, :class:`FrameLengthsSequential`: what a downstream recipe
-  reads a student or a teacher through (``upstream.py``).
+  reads a student or a teacher through, and :func:`transformer_layer_slice`, the layers a probe reads (``upstream.py``).
 """
 
 from speechbrain_gendistill.lobes.distilled import DistilledSSL
@@ -16,6 +16,7 @@ from speechbrain_gendistill.lobes.upstream import (
     FrameLengthsSequential,
     LayerMixer,
     build_upstream,
+    transformer_layer_slice,
     upstream_feature_dim,
     upstream_num_layers,
 )
@@ -30,4 +31,5 @@ __all__ = [
     "upstream_feature_dim",
     "LayerMixer",
     "FrameLengthsSequential",
+    "transformer_layer_slice",
 ]
