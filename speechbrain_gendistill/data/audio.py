@@ -35,18 +35,25 @@ class BadAudioError(ValueError):
     """One or more files of a manifest cannot be used; the message lists them all."""
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Reads a file as a mono float32 tensor at ``sample_rate`` (channels averaged, resampled).
+def load_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 0.0, stop: float | None = None
+) -> torch.Tensor:
+    """Reads a file (or its segment from ``start`` to ``stop`` seconds) as mono float32 at ``sample_rate``.
+
+    Channels are averaged and the signal resampled; only the segment is decoded.
 
     Example
     -------
     >>> import tempfile
     >>> path = tempfile.mktemp(suffix=".flac")
     >>> sf.write(path, np.zeros((8000, 2)), 8000)
-    >>> load_audio(path).shape
-    torch.Size([16000])
+    >>> load_audio(path).shape, load_audio(path, start=0.25, stop=0.75).shape
+    (torch.Size([16000]), torch.Size([8000]))
     """
-    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    rate = sf.info(str(path)).samplerate if start or stop is not None else None
+    first = round(start * rate) if rate else 0
+    last = round(stop * rate) if rate and stop is not None else None
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True, start=first, stop=last)
     signal = torch.from_numpy(data.mean(axis=1))
     if rate != sample_rate:
         signal = torchaudio.functional.resample(signal, rate, sample_rate)
