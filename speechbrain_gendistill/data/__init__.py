@@ -3,7 +3,10 @@
 - ``audio.py``: reading any audio file as 16 kHz mono, and checking every file of a manifest before training;
 - ``pipelines.py``: datasets from CSV manifests, reproducible crops, batches by total duration, DDP shares;
 - ``librispeech.py``: manifests from a folder in LibriSpeech's layout;
-- ``text.py``: tokenizers (characters, sentencepiece) and transcript checks.
+- ``text.py``: tokenizers (characters, sentencepiece) and transcript checks;
+- ``espeak.py``: espeak-ng through ctypes: speech synthesis and text to phonemes;
+- the probes' tasks: ``manifests.py`` (manifests written once), ``fsdd.py``, ``speech_commands.py``,
+  ``speakers.py``, ``voxceleb.py`` and ``phonemes.py`` (lexicon or espeak-ng phonemes).
 """
 
 from speechbrain_gendistill.data.audio import BadAudioError, check_manifest, load_audio

@@ -9,7 +9,7 @@ and ``best_epoch`` tell the best validation epoch, whose weights
 
 Expected in ``hparams``: ``train_logger``; with a crop of pooled windows,
 ``train_crop`` (its epoch is set at each training epoch); for CTC,
-``blank_index``, ``transcript_key`` (``phn``: phoneme tokens; ``wrd``:
+``blank_index``, ``target_key`` (``phn``: phoneme tokens; ``wrd``:
 characters, scored in words) and ``error_stats`` (metric name -> an
 ``ErrorRateStats`` factory, the first one being the metric the probe is chosen on).
 """
@@ -137,14 +137,14 @@ class CTCProbeBrain(ProbeBrain):
         if stage != sb.Stage.TRAIN:
             decoded = ctc_greedy_decode(log_probs, lengths, blank_id=self.hparams.blank_index)
             hypotheses = [self.units(self.tokenizer.decode_ndim(sequence)) for sequence in decoded]
-            references = [self.units(text) for text in getattr(batch, self.hparams.transcript_key)]
+            references = [self.units(text) for text in getattr(batch, self.hparams.target_key)]
             for stats in self.error_stats.values():
                 stats.append(batch.id, hypotheses, references)
         return loss
 
     def units(self, text: str | list[str]) -> list[str]:
         """What is scored: phoneme tokens, or the words of a character sequence."""
-        if self.hparams.transcript_key == "wrd":
+        if self.hparams.target_key == "wrd":
             return "".join(text).split()
         return text.split() if isinstance(text, str) else list(text)
 

@@ -80,23 +80,36 @@ def label_encoder(manifests: dict[str, Path], key: str = "label") -> Categorical
 
 
 def unit_encoder(manifests: dict[str, Path], key: str, blank_index: int = 0) -> CTCTextEncoder:
-    """The CTC units of the training transcripts (sorted) and the blank; a unit only dev or test has is an error.
+    """The CTC outputs: the blank, then every unit (phoneme or character) the transcripts hold, sorted.
+
+    The inventory is the task's, as a fixed list of phonemes or characters
+    would be: it is read from every split, so that a rare unit only dev or test
+    holds still has an output (one training never taught: it counts as an
+    error when scored). An empty transcript is an error.
 
     Example
     -------
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "train.csv").write_text("ID,phn\\na,h @ l oU\\n")
-    >>> encoder = unit_encoder({"train": folder / "train.csv"}, "phn")
+    >>> _ = (folder / "test.csv").write_text("ID,phn\\nb,@- l\\n")
+    >>> encoder = unit_encoder({"train": folder / "train.csv", "test": folder / "test.csv"}, "phn")
     >>> len(encoder), encoder.encode_sequence(["h", "oU"])
-    (5, [2, 4])
+    (6, [3, 5])
     """
-    units = sorted({unit for _, text in _column(manifests["train"], key) for unit in transcript_units(text, key)})
+    units = sorted(
+        {
+            unit
+            for manifest in manifests.values()
+            for _, text in _column(manifest, key)
+            for unit in transcript_units(text, key)
+        }
+    )
     encoder = CTCTextEncoder()
     encoder.insert_blank(index=blank_index)
     encoder.update_from_iterable(units, sequence_input=False)
     encoder.expect_len(len(units) + 1)
-    _check_known(manifests, key, set(units), units=True)
+    _check_known(manifests, key, set(units), units=True)  # only empty transcripts can fail here
     return encoder
 
 

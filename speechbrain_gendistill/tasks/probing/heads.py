@@ -88,7 +88,7 @@ class FrameCTCHead(nn.Module):
                 input_shape=[None, None, input_dim],
                 num_layers=rnn_layers,
                 bidirectional=True,
-                dropout=dropout,
+                dropout=dropout if rnn_layers > 1 else 0.0,  # torch's LSTM drops out between its layers only
             )
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(2 * rnn_neurons if rnn_layers else input_dim, num_outputs)
