@@ -17,7 +17,7 @@ from speechbrain_gendistill.lobes import LayerMixer, build_upstream, transformer
 from speechbrain_gendistill.lobes.distilled import load_student
 from speechbrain_gendistill.lobes.teacher import save_random_model
 from speechbrain_gendistill.tasks.probing import AudioItem, FeatureCache, FrameCTCHead, Pooling, UtteranceClassifier
-from speechbrain_gendistill.tasks.probing.cache import manifest_items
+from speechbrain_gendistill.tasks.probing.cache import manifest_items, upstream_identity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -156,3 +156,16 @@ def test_a_new_head_weighs_every_layer_equally():
     ctc = FrameCTCHead(num_layers=3, input_dim=8, num_outputs=4)
     frames = torch.randn(2, 6, 3, 8)
     torch.testing.assert_close(ctc(frames, torch.ones(2)), ctc.linear(frames.mean(2)).log_softmax(-1))
+
+
+def test_a_hub_id_is_known_by_the_files_it_resolves_to_in_the_local_cache(wavlm_dir, tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--probes--tiny-wavlm"
+    shutil.copytree(wavlm_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    resolved = upstream_identity("probes/tiny-wavlm", save_path=str(tmp_path / "hub"))
+    assert resolved["files"] == upstream_identity(str(wavlm_dir))["files"]
+    assert sorted(resolved["files"]) == ["config.json", "model.safetensors", "preprocessor_config.json"]
+    with pytest.raises(FileNotFoundError, match="'probes/absent' is neither a folder nor a hub id found"):
+        upstream_identity("probes/absent", save_path=str(tmp_path / "hub"))

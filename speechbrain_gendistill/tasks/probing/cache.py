@@ -88,7 +88,7 @@ def _local_folder(source: str, save_path: str) -> Path | None:
 
     try:
         return Path(snapshot_download(source, cache_dir=save_path or None, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any failure means: not resolvable without the network
+    except (OSError, ValueError):  # not in the local cache, or not a hub id at all
         return None
 
 
@@ -315,8 +315,3 @@ def _check_segments(items: list[AudioItem], min_samples: int) -> None:
             )
     if problems:
         raise ValueError(f"{len(problems)} items cannot be forwarded:\n  " + "\n  ".join(problems))
-
-
-def cache_summary(cached: CachedFeatures, built: bool) -> dict:
-    """What results.json records of a split's cache."""
-    return {"key": cached.meta["key"], "built_now": built, "build_seconds": cached.meta["build_seconds"]}

@@ -111,7 +111,8 @@ def probe_datasets(
     """The train, dev and test datasets over the cache, and the label or unit encoder of the targets.
 
     Reads ``target_key`` (``label``: classes; ``phn`` or ``wrd``: CTC units),
-    ``blank_index`` (CTC), ``train_crop_seconds`` (pooled windows, optional) and ``seed``.
+    ``blank_index`` (CTC), ``train_crop_seconds`` (pooled windows, optional) and ``seed``;
+    sets ``train_crop`` (None without crops), whose epoch the Brain sets.
     """
     key = hparams["target_key"]
     if key == "label":
