@@ -154,8 +154,8 @@ def test_a_new_head_weighs_every_layer_equally():
     assert torch.equal(classifier.mixer.weights.detach(), torch.zeros(3))
     torch.testing.assert_close(classifier(feats), classifier.linear(feats.mean(1)))
     ctc = FrameCTCHead(num_layers=3, input_dim=8, num_outputs=4)
-    frames = torch.randn(2, 6, 3, 8)
-    torch.testing.assert_close(ctc(frames, torch.ones(2)), ctc.linear(frames.mean(2)).log_softmax(-1))
+    frames = torch.randn(6, 3, 8)  # [T, N, D]
+    torch.testing.assert_close(ctc([frames])[0][0], ctc.linear(frames.mean(1)).log_softmax(-1))
 
 
 def test_a_hub_id_is_known_by_the_files_it_resolves_to_in_the_local_cache(wavlm_dir, tmp_path):

@@ -1,8 +1,8 @@
 """The probes' Brains: a head trained on cached features, the epoch of best dev metric kept in memory.
 
 Both override ``compute_forward``, ``compute_objectives`` and the ``on_stage_*``
-hooks only. A batch holds ``feats`` (pooled [B, N, D], or padded frames
-[B, T, N, D] with relative lengths) and ``target``. After ``fit``, ``best_dev``
+hooks only. A batch holds ``feats`` (pooled [B, N, D], or each item's frames
+[T, N, D], which the head pads) and ``target``. After ``fit``, ``best_dev``
 and ``best_epoch`` tell the best validation epoch, whose weights
 ``evaluate`` restores before testing; after ``evaluate``, ``test_value`` and
 ``test_outcomes`` (per item: 0/1, or [edit errors, reference length]) are set.
@@ -34,8 +34,8 @@ class ProbeBrain(sb.Brain):
 
     metric_name = ""
     higher_is_better = True
-    # The keys a batch pads (PaddedBatch's padded_keys; None: every tensor); the others are stacked.
-    padded_keys: list[str] | None = None
+    # How SpeechBrain's PaddedBatch collates a batch of this probe (its keyword arguments).
+    collate_kwargs: dict = {}
 
     def on_stage_start(self, stage, epoch=None):
         if stage == sb.Stage.TRAIN:
@@ -90,7 +90,7 @@ class ClassificationProbeBrain(ProbeBrain):
 
     metric_name = "accuracy"
     higher_is_better = True
-    padded_keys = []  # pooled features all have one shape: stacking them is much cheaper than padding
+    collate_kwargs = {"padded_keys": []}  # pooled features have one shape: stacking is much cheaper than padding
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
@@ -120,6 +120,10 @@ class CTCProbeBrain(ProbeBrain):
     """
 
     higher_is_better = False
+    collate_kwargs = {
+        "padded_keys": ["target"],
+        "nonpadded_stack": False,
+    }  # the head pads frames once layers are summed
 
     @property
     def metric_name(self) -> str:
@@ -127,8 +131,7 @@ class CTCProbeBrain(ProbeBrain):
 
     def compute_forward(self, batch, stage):
         batch = batch.to(self.device)
-        feats, lengths = batch.feats
-        return self.modules.head(feats, lengths), lengths
+        return self.modules.head([frames.to(self.device) for frames in batch.feats])
 
     def compute_objectives(self, predictions, batch, stage):
         log_probs, lengths = predictions

@@ -3,7 +3,7 @@
 Each dataset is a ``DynamicItemDataset`` over a split's CSV (so every column,
 the targets included, comes from the manifest) with two dynamic items:
 ``feats`` (from the cached features: a pooled item's mean over its windows, or
-a crop of them in training; or its frames [T, N, D] as float32) and
+a crop of them in training; or its frames [T, N, D], in half precision) and
 ``target`` (a class index, or CTC tokens). Every label or unit of dev and test
 that training never shows is reported in one error before any training.
 """
@@ -143,7 +143,7 @@ def cached_dataset(
     else:
 
         def feats(item_id: str) -> torch.Tensor:
-            return features.item(item_id).float()
+            return features.item(item_id)  # half precision until the head has summed the layers
 
     add_dynamic_item([dataset], feats, takes=["id"], provides="feats")
     if isinstance(encoder, CTCTextEncoder):

@@ -165,7 +165,7 @@ def _train_one(
     optimizer = functools.partial(hparams["optimizer"], lr=lr)
     brain = brain_class(modules={"head": head}, opt_class=optimizer, hparams=hparams, run_opts=run_opts)
     brain.tokenizer = encoder
-    collate = functools.partial(PaddedBatch, padded_keys=brain_class.padded_keys)
+    collate = functools.partial(PaddedBatch, **brain_class.collate_kwargs)
     train_loader, brain.train_sampler = _train_loader(datasets["train"], hparams, collate)
     dev_loader = _eval_loader(datasets["dev"], hparams, collate)
     try:
@@ -206,7 +206,7 @@ def select_and_test(
     if chosen is None:
         raise RuntimeError(f"every learning rate of {hparams['learning_rates']} diverged: choose smaller ones")
     lr, brain = chosen
-    collate = functools.partial(PaddedBatch, padded_keys=brain_class.padded_keys)
+    collate = functools.partial(PaddedBatch, **brain_class.collate_kwargs)
     test_loader = _eval_loader(datasets["test"], hparams, collate)
     record.time("test", brain.evaluate, test_loader)
     record.data["seconds"]["train_by_lr"] = seconds_by_lr
