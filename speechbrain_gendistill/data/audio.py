@@ -190,9 +190,22 @@ def check_manifest(
             error = f"{result['notes'][-1]}, not {sample_rate} Hz (set resample to accept it)"
         if error is not None:
             bad.append((row["ID"], row["wav"], error))
-    noted = {path: result["notes"] for path, result in results.items() if path in fingerprints and result["notes"]}
-    for path, notes in sorted(noted.items()):
-        logger.warning("%s: %s; converted to %d Hz mono when read", path, ", ".join(notes), sample_rate)
+    noted: dict[str, list[str]] = {}  # what loading converts -> the files it converts
+    for path, result in sorted(results.items()):
+        if path in fingerprints and result["notes"]:
+            noted.setdefault(", ".join(result["notes"]), []).append(path)
+    for notes, paths in noted.items():
+        if len(paths) <= 5:
+            for path in paths:
+                logger.warning("%s: %s; converted to %d Hz mono when read", path, notes, sample_rate)
+        else:  # a whole corpus at another rate (FSDD is 8 kHz): one line, not one per file
+            logger.warning(
+                "%d files (%s, ...): %s; converted to %d Hz mono when read",
+                len(paths),
+                ", ".join(paths[:3]),
+                notes,
+                sample_rate,
+            )
     if not bad:
         return manifest
     listing = "\n".join(f"  {utt_id} ({path}): {reason}" for utt_id, path, reason in bad)
