@@ -27,9 +27,10 @@ from speechbrain.nnet.losses import ctc_loss
 class ProbeBrain(sb.Brain):
     """What both probes share: the dev metric per epoch, the best epoch's weights, the test outcomes.
 
-    Subclasses set ``metric_name`` and ``higher_is_better`` and, at validation
-    and test, fill ``self.outcomes`` (metric name -> item id -> outcome) through
-    their metric objects; ``summarize`` gives the stage's metric values.
+    Subclasses set ``metric_name``, ``higher_is_better`` and ``collate_kwargs``;
+    at validation and test they record each item in the metric objects of
+    ``start_metrics``, from which ``summarize`` gives the stage's values and
+    ``item_outcomes`` each item's outcome (metric name -> item id -> outcome).
     """
 
     metric_name = ""
