@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Keyword spotting on FSDD's ten spoken digits, a frozen upstream probed on cached features.
+r"""Keyword spotting on FSDD's ten spoken digits, a frozen upstream probed on cached features.
 
-    python train.py hparams/ks.yaml --upstream_source=/path/to/exported/student
-    python train.py hparams/ks.yaml --upstream_source=microsoft/wavlm-base-plus --test_speakers='[theo]'
+    python recipes/FSDD/KS/train.py recipes/FSDD/KS/hparams/ks.yaml --upstream_source=/path/to/exported/student
+    python recipes/FSDD/KS/train.py recipes/FSDD/KS/hparams/ks.yaml --upstream_source=microsoft/wavlm-base-plus \
+        --test_speakers='[theo]'
+
+(from the repository root, whose ``data/fsdd`` is the default ``data_folder``)
 
 The upstream's transformer (or generated) layers are computed once per split
 and cached; a weighted layer sum of their means over each clip and one linear

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Phoneme recognition on LibriSpeech (or any folder in its layout), a frozen upstream probed on cached frames.
+r"""Phoneme recognition on LibriSpeech (or any folder in its layout), a frozen upstream probed on cached frames.
 
     python train.py hparams/pr.yaml --data_folder=/path/to/LibriSpeech --upstream_source=/path/to/student \
         --phonemizer=lexicon --lexicon=/path/to/librispeech-lexicon.txt

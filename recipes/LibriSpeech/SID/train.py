@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Closed-set speaker identification on a folder of speakers' audio, a frozen upstream probed on cached features.
+r"""Closed-set speaker identification on a folder of speakers' audio, a frozen upstream probed on cached features.
 
-    python train.py hparams/sid.yaml --upstream_source=/path/to/exported/student
-    python train.py hparams/sid.yaml --upstream_source=... --data_folder=/path/to/librispeech_train-clean-100
+    python recipes/LibriSpeech/SID/train.py recipes/LibriSpeech/SID/hparams/sid.yaml --upstream_source=STUDENT
+    python recipes/LibriSpeech/SID/train.py recipes/LibriSpeech/SID/hparams/sid.yaml --upstream_source=... \
+        --data_folder=/path/to/librispeech_train-clean-100
+
+(from the repository root, whose ``data/librispeech_sid`` is the default ``data_folder``)
 
 ``data_folder`` is a LibriSpeech-layout folder (the speaker is the top
 folder) or a flat folder of ``<speaker>-<...>.flac``; every speaker is in every

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Keyword spotting on Speech Commands v0.01 (SUPERB's KS), a frozen upstream probed on cached features.
+r"""Keyword spotting on Speech Commands v0.01 (SUPERB's KS), a frozen upstream probed on cached features.
 
     python train.py hparams/ks.yaml --data_folder=/path/to/speech_commands_v0.01 \
         --test_folder=/path/to/speech_commands_test_set_v0.01 --upstream_source=/path/to/student
