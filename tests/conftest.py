@@ -90,3 +90,36 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return cache
+
+
+def save_small_student(folder: Path, kind: str) -> Path:
+    """A randomly initialised GenDistiller or DistilHuBERT student with SMALL_CONV's CNN, exported."""
+    from speechbrain_gendistill.export import export_student
+    from speechbrain_gendistill.lobes import DistilHuBERTStudent, GenDistillStudent
+
+    student_class = GenDistillStudent if kind == "gendistill" else DistilHuBERTStudent
+    conv_layers = list(zip(SMALL_CONV["conv_dim"], SMALL_CONV["conv_kernel"], SMALL_CONV["conv_stride"], strict=True))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        student = student_class(
+            target_dim=48,
+            num_target_layers=3,
+            d_model=24,
+            num_layers=2,
+            num_heads=4,
+            d_ffn=48,
+            conv_layers=conv_layers,
+            pos_conv_kernel=16,
+            pos_conv_groups=4,
+        )
+    return export_student(student, folder)
+
+
+@pytest.fixture(scope="session")
+def gendistill_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_small_student(tmp_path_factory.mktemp("gendistill"), "gendistill")
+
+
+@pytest.fixture(scope="session")
+def distilhubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_small_student(tmp_path_factory.mktemp("distilhubert"), "distilhubert")

@@ -119,9 +119,13 @@ def test_manifests_of_a_mixed_folder(audio_folder: Path, tmp_path: Path) -> None
     assert not dev_files & {row["ID"].split("#")[0] for row in train}
     # The long file: three contiguous stretches covering it, each under 8 s.
     long_rows = [row for row in train + dev if row["ID"].startswith("es/long.flac#")]
-    frames = sf.info(str(audio_folder / "es/long.flac")).frames
+    info = sf.info(str(audio_folder / "es/long.flac"))
+    frames = info.frames
     assert [row["ID"] for row in long_rows] == [f"es/long.flac#{index}" for index in range(3)]
-    bounds = [(int(row["start"]), int(row["stop"])) for row in long_rows]
+    # start and stop in seconds, exact to the frame
+    bounds = [
+        (round(float(row["start"]) * info.samplerate), round(float(row["stop"]) * info.samplerate)) for row in long_rows
+    ]
     assert (
         bounds[0][0] == 0
         and bounds[-1][1] == frames

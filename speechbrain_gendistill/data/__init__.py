@@ -4,7 +4,10 @@
 - ``pipelines.py``: datasets from CSV manifests, reproducible crops, batches by total duration, DDP shares;
 - ``librispeech.py``: manifests from a folder in LibriSpeech's layout;
 - ``audio_folder.py``: manifests from any folder or CSV list of unlabeled audio (for distillation);
-- ``text.py``: tokenizers (characters, sentencepiece) and transcript checks.
+- ``text.py``: tokenizers (characters, sentencepiece) and transcript checks;
+- ``espeak.py``: espeak-ng through ctypes: speech synthesis and text to phonemes;
+- the probes' tasks: ``manifests.py`` (manifests written once), ``fsdd.py``, ``speech_commands.py``,
+  ``speakers.py``, ``voxceleb.py`` and ``phonemes.py`` (lexicon or espeak-ng phonemes).
 """
 
 from speechbrain_gendistill.data.audio import BadAudioError, check_manifest, load_audio

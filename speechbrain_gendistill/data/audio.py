@@ -47,19 +47,24 @@ class BadAudioError(ValueError):
 
 
 def load_audio(
-    path: str | Path, sample_rate: int = SAMPLE_RATE, start: int = 0, stop: int | None = None
+    path: str | Path, sample_rate: int = SAMPLE_RATE, start: float = 0.0, stop: float | None = None
 ) -> torch.Tensor:
-    """Reads a file, or its frames ``start`` to ``stop`` (at its own rate), as mono float32 at ``sample_rate``.
+    """Reads a file (or its segment from ``start`` to ``stop`` seconds) as mono float32 at ``sample_rate``.
+
+    Channels are averaged and the signal resampled; only the segment is decoded.
 
     Example
     -------
     >>> import tempfile
     >>> path = tempfile.mktemp(suffix=".flac")
     >>> sf.write(path, np.zeros((8000, 2)), 8000)
-    >>> load_audio(path).shape, load_audio(path, start=2000, stop=6000).shape
+    >>> load_audio(path).shape, load_audio(path, start=0.25, stop=0.75).shape
     (torch.Size([16000]), torch.Size([8000]))
     """
-    data, rate = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    rate = sf.info(str(path)).samplerate if start or stop is not None else None
+    first = round(start * rate) if rate else 0
+    last = round(stop * rate) if rate and stop is not None else None
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True, start=first, stop=last)
     signal = torch.from_numpy(data.mean(axis=1))
     if rate != sample_rate:
         signal = torchaudio.functional.resample(signal, rate, sample_rate)

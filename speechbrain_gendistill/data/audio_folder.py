@@ -6,11 +6,12 @@ rate and channel count (read as 16 kHz mono), or a CSV whose ``wav`` column
 lists them. ``prepare_audio_folder`` writes ``train.csv`` and ``dev.csv`` with
 the columns ``ID, duration, wav, start, stop``: a file longer than
 ``max_file_seconds`` becomes several rows, each a stretch of it (``start`` and
-``stop`` in frames at the file's own rate), and a training crop is drawn within
-a row. The dev set is a fixed share of the files, chosen by a hash of their
-IDs, so it does not depend on the order of the listing. The manifests are
-written once; they are written again when a file is added, removed or changed
-(size or modification time) or the options change.
+``stop`` in seconds, exact to the file's frame: ``round(seconds * rate)`` gives
+it back), and a training crop is drawn within a row. The dev set is a fixed
+share of the files, chosen by a hash of their IDs, so it does not depend on the
+order of the listing. The manifests are written once; they are written again
+when a file is added, removed or changed (size or modification time) or the
+options change.
 """
 
 from __future__ import annotations
@@ -266,10 +267,12 @@ def prepare_audio_folder(
         stretches = segments(result["frames"], result["rate"], max_file_seconds) if utterance_id in good else []
         # A bad file stays as one row, for the check to name or skip.
         stretches = stretches or [(0, result["frames"])]
+        rate = result["rate"]
         for index, (start, stop) in enumerate(stretches):
             row_id = utterance_id if len(stretches) == 1 else f"{utterance_id}#{index}"
-            duration = (stop - start) / result["rate"] if result["rate"] else 0.0
-            rows["dev" if utterance_id in dev else "train"].append((row_id, repr(duration), path, start, stop))
+            duration = (stop - start) / rate if rate else 0.0
+            seconds = (repr(start / rate), repr(stop / rate)) if rate else ("", "")
+            rows["dev" if utterance_id in dev else "train"].append((row_id, repr(duration), path, *seconds))
 
     save_folder.mkdir(parents=True, exist_ok=True)
     record.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
-"""espeak-ng through ctypes, from the ``espeakng-loader`` wheel (no system install): text to speech.
+"""espeak-ng through ctypes, from the ``espeakng-loader`` wheel (no system install): text to speech and to phonemes.
 
 Each :class:`EspeakSynthesizer` loads its own copy of libespeak-ng, so its
 output depends on its own calls only; :class:`SpeakerVoice` is one synthetic
 speaker (an accent, a voice variant, pitch, rate, level and noise).
+:class:`EspeakPhonemizer` writes text as espeak-ng's own phonemes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _RATE, _VOLUME, _PITCH, _RANGE, _WORDGAP = 1, 2, 3, 4, 7
+# espeak_TextToPhonemes: UTF-8 text in; phonemes out as ASCII mnemonics separated by a space (bits 8-23).
+_CHARS_UTF8 = 1
+_PHONEMES_SPACE_SEPARATED = ord(" ") << 8
+# Marks in its phoneme strings that are not phonemes: stress (' , %), syllabic (=), linking (;).
+_NOT_PHONEMES = "',%=;"
 _SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
@@ -206,3 +212,60 @@ class EspeakSynthesizer:
         if status != 0 or not self.chunks:
             raise RuntimeError(f"espeak-ng failed to synthesise {text!r} (error {status})")
         return (np.concatenate(self.chunks).astype(np.float32) / 32768.0).clip(-1.0, 1.0)
+
+
+class EspeakPhonemizer:
+    """Text to phonemes by espeak-ng's own rules and dictionary, as its ASCII phoneme mnemonics.
+
+    One token per phoneme, as the voice writes them (``D``, ``@``, ``oU``,
+    ``3:``, and allophones such as ``t2`` or ``I2`` kept as they are); stress,
+    syllabic and linking marks and pauses are dropped, and so are word
+    boundaries. ASCII mnemonics rather than IPA: each phoneme is one
+    whitespace-free token, with no combining characters to split. Like the
+    synthesiser, each instance loads its own copy of the library.
+
+    Arguments
+    ---------
+    voice : str
+        espeak-ng voice (language and accent), e.g. ``en-us``.
+
+    Example
+    -------
+    >>> with EspeakPhonemizer("en-us") as phonemizer:
+    ...     " ".join(phonemizer("The old farmer, sang."))
+    'D I2 oU l d f A@ m 3 s a N'
+    """
+
+    def __init__(self, voice: str = "en-us") -> None:
+        self.folder = tempfile.TemporaryDirectory(prefix="espeak-ng-")
+        self.library = _load_private_espeak(Path(self.folder.name))
+        self.library.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self.library.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        if self.library.espeak_SetVoiceByName(voice.encode()) != 0:
+            self.close()
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        self.voice = voice
+
+    def __enter__(self) -> EspeakPhonemizer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unloads this instance's copy of the library."""
+        self.library.espeak_Terminate()
+        _unload_library(self.library._handle)
+        self.folder.cleanup()
+
+    def __call__(self, text: str) -> list[str]:
+        """The phonemes of ``text``; espeak-ng reads it clause by clause."""
+        pointer = ctypes.c_char_p(text.encode())
+        tokens = []
+        while pointer.value:
+            clause = self.library.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, _PHONEMES_SPACE_SEPARATED)
+            for token in (clause or b"").decode().split():
+                token = token.strip(_NOT_PHONEMES)
+                if token and not token.startswith("_"):
+                    tokens.append(token)
+        return tokens

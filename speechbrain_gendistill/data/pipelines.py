@@ -60,7 +60,7 @@ class AudioCrop:
     False
     >>> AudioCrop(max_duration=0.5, random_crop=False)(path, "utt1")[0].item() * 32000
     12000.0
-    >>> AudioCrop(max_duration=0.5, random_crop=False)(path, "utt1", "16000", "32000")[0].item() * 32000
+    >>> AudioCrop(max_duration=0.5, random_crop=False)(path, "utt1", "1.0", "2.0")[0].item() * 32000
     20000.0
     """
 
@@ -76,10 +76,10 @@ class AudioCrop:
         self.epoch = epoch
 
     def __call__(
-        self, wav: str, utterance_id: str, start: int | str = 0, stop: int | str | None = None
+        self, wav: str, utterance_id: str, start: float | str = 0.0, stop: float | str | None = None
     ) -> torch.Tensor:
-        # A manifest's start and stop (frames at the file's rate) come as text.
-        signal = load_audio(wav, self.sample_rate, int(start), None if stop is None else int(stop))
+        # A manifest's start and stop (seconds into the file) come as text; empty means the file's ends.
+        signal = load_audio(wav, self.sample_rate, float(start or 0.0), float(stop) if stop not in (None, "") else None)
         excess = signal.shape[0] - self.max_samples
         if self.max_samples <= 0 or excess <= 0:
             return signal

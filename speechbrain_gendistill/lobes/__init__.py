@@ -7,7 +7,7 @@
   folders and embedded copies the package writes (``teacher.py``);
 - :class:`DistilledSSL`: an exported student as a drop-in for SpeechBrain's HF SSL lobes (``distilled.py``);
 - :func:`build_upstream`, :class:`LayerMixer`, :class:`FrameLengthsSequential`: what a downstream recipe
-  reads a student or a teacher through (``upstream.py``).
+  reads a student or a teacher through, and :func:`transformer_layer_slice`, the layers a probe reads (``upstream.py``).
 """
 
 from speechbrain_gendistill.lobes.distilled import DistilledSSL
@@ -17,6 +17,7 @@ from speechbrain_gendistill.lobes.upstream import (
     FrameLengthsSequential,
     LayerMixer,
     build_upstream,
+    transformer_layer_slice,
     upstream_feature_dim,
     upstream_num_layers,
 )
@@ -31,4 +32,5 @@ __all__ = [
     "upstream_feature_dim",
     "LayerMixer",
     "FrameLengthsSequential",
+    "transformer_layer_slice",
 ]

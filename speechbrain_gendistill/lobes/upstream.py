@@ -22,7 +22,8 @@ from speechbrain_gendistill.core.export_format import CONFIG_FILE, EXPORT_FORMAT
 from speechbrain_gendistill.core.frames import ConvSpec, frame_lengths
 from speechbrain_gendistill.core.hub import resolve_source
 from speechbrain_gendistill.lobes.distilled import DistilledSSL
-from speechbrain_gendistill.lobes.teacher import hf_conv_layers, hf_lobe_class, resolve_hf_model
+from speechbrain_gendistill.lobes.students import GenDistillStudent
+from speechbrain_gendistill.lobes.teacher import HF_SSL_MODELS, hf_conv_layers, hf_lobe_class, resolve_hf_model
 
 LAYER_MODES = ("last", "weighted")
 PROBE_SAMPLES = 4000  # a quarter of a second: enough frames for any of the supported encoders
@@ -138,6 +139,49 @@ def upstream_conv_layers(ssl: nn.Module) -> ConvSpec:
     if isinstance(ssl, DistilledSSL):
         return ssl.model.frontend.conv_layers
     return hf_conv_layers(ssl.model.config)
+
+
+def transformer_layer_slice(upstream: nn.Module, max_layers: int | None = None) -> slice:
+    """The layers of ``upstream(wavs, wav_lens)`` [N, B, T, D] that a probe's weighted sum reads.
+
+    The parity rule: every upstream shows the probe the same kinds of layers, the
+    outputs of its transformer layers (or generated layers), never the output of
+    its CNN front-end. A HF teacher returns ``hidden_states[0..L]``, of which
+    index 0 is the transformer's input: layers 1..L are kept. A DistilHuBERT
+    student returns its front-end output, then each encoder layer's: index 0 is
+    dropped. A GenDistiller student returns its K generated layers only: all are kept.
+
+    Arguments
+    ---------
+    upstream : nn.Module
+        A lobe from :func:`build_upstream` (a ``DistilledSSL`` or one of SpeechBrain's HF SSL lobes).
+    max_layers : int, optional
+        Keep only the first ``max_layers`` of those layers (an early exit of a layer generator).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_gendistill.export import export_student
+    >>> from speechbrain_gendistill.lobes import DistilHuBERTStudent
+    >>> student = DistilHuBERTStudent(target_dim=24, num_target_layers=3, d_model=16, num_layers=2,
+    ...     num_heads=4, d_ffn=32, conv_layers=[(16, 10, 5), (16, 3, 2)], pos_conv_kernel=8, pos_conv_groups=4)
+    >>> lobe = build_upstream(str(export_student(student, tempfile.mkdtemp())))
+    >>> transformer_layer_slice(lobe), transformer_layer_slice(lobe, max_layers=1)
+    (slice(1, 3, None), slice(1, 2, None))
+    """
+    if isinstance(upstream, DistilledSSL):
+        # DistilledSSL.num_layers counts what it returns: K generated layers, or the front-end and each encoder layer.
+        start = 0 if isinstance(upstream.model, GenDistillStudent) else 1
+        count = upstream.num_layers - start
+    elif isinstance(upstream, tuple(lobe for lobe, _, _ in HF_SSL_MODELS.values())):
+        start, count = 1, int(upstream.model.config.num_hidden_layers)
+    else:
+        raise TypeError(f"no layer rule for a {type(upstream).__name__}: expected a DistilledSSL or a HF SSL lobe")
+    if max_layers is not None:
+        if not 1 <= int(max_layers) <= count:
+            raise ValueError(f"max_layers: {max_layers} is not between 1 and the upstream's {count} layers")
+        count = int(max_layers)
+    return slice(start, start + count)
 
 
 class FrameLengthsSequential(LengthsCapableSequential):
