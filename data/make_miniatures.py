@@ -5,7 +5,8 @@ Writes, under ``--out``:
 
 * ``fsdd/``: every Free Spoken Digit Dataset recording converted losslessly from WAV to FLAC (8 kHz, 16-bit, mono),
   the speakers' gender/accent as ``speakers.json``, and a README with attribution and license (CC BY-SA 4.0).
-* ``librispeech_sid/``: one fixed-length segment of each LibriSpeech train-clean-100 utterance, laid out as
+* ``librispeech_sid/``: one fixed-length segment of each LibriSpeech train-clean-100 utterance (or of a
+  sex-balanced subset of the speakers, ``--speakers``), laid out as
   LibriSpeech is (``<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac``, 16 kHz, 16-bit), the matching lines of
   ``SPEAKERS.TXT``, and a README with attribution and license (CC BY 4.0).
 * ``README.md``: an index of both folders.
@@ -16,7 +17,7 @@ is byte-for-byte reproducible given the same sources and the same libsndfile/lib
 Usage::
 
     python data/make_miniatures.py --fsdd ../shared/fsdd \\
-        --librispeech /work/data/audio_data/librispeech_train-clean-100 --out data --seconds 2.8
+        --librispeech /work/data/audio_data/librispeech_train-clean-100 --out data --seconds 11.6 --speakers 60
 """
 
 from __future__ import annotations
@@ -141,12 +142,38 @@ def segment_start(samples: np.ndarray, rate: int, length: int) -> int:
     return max(0, min(start, len(samples) - length))  # too short from there: end at the utterance's end
 
 
-def build_librispeech(src: Path, out: Path, seconds: float) -> tuple[int, float, list[str]]:
-    """Cut one segment from each utterance; write SPEAKERS.TXT and README.md. Returns (files, seconds, notes)."""
+def choose_speakers(flacs: list[Path], speakers_txt: Path, count: int, length: int, rate: int) -> list[Path]:
+    """``count`` utterances at least ``length`` samples long, half by women and half by men (SPEAKERS.TXT), each
+    sex's speakers taken evenly spaced in numeric ID order: a fixed, balanced choice."""
+    sexes = {}
+    for line in speakers_txt.read_text(encoding="utf-8").splitlines():
+        if not line.startswith(";") and line.count("|") >= 2:
+            fields = [field.strip() for field in line.split("|")]
+            sexes[fields[0]] = fields[1]
+    chosen = []
+    for sex, share in (("F", count // 2), ("M", count - count // 2)):
+        eligible = [f for f in flacs if sexes.get(f.stem.split("-")[0]) == sex and sf.info(str(f)).frames >= length]
+        eligible.sort(key=lambda flac: int(flac.stem.split("-")[0]))
+        if len(eligible) < share:
+            raise SystemExit(f"only {len(eligible)} speakers of sex {sex} have {length / rate:.1f} s; {share} wanted")
+        chosen += [eligible[round(index * (len(eligible) - 1) / max(1, share - 1))] for index in range(share)]
+    return sorted(chosen)
+
+
+def build_librispeech(
+    src: Path, out: Path, seconds: float, speakers_wanted: int | None = None
+) -> tuple[int, float, list[str]]:
+    """Cut one segment from each chosen utterance; write SPEAKERS.TXT and README.md. Returns (files, seconds, notes).
+
+    ``speakers_wanted`` (None: every speaker) picks a sex-balanced subset of the speakers whose utterance is at
+    least ``seconds`` long, for longer segments within the same size.
+    """
     rate = 16000
     length = round(seconds * rate)
     notes: list[str] = []
     flacs = sorted(src.glob("*.flac"))
+    if speakers_wanted is not None:
+        flacs = choose_speakers(flacs, src / "SPEAKERS.TXT", speakers_wanted, length, rate)
     total = 0
     for flac in flacs:
         speaker, chapter, _ = flac.stem.split("-")
@@ -164,12 +191,18 @@ def build_librispeech(src: Path, out: Path, seconds: float) -> tuple[int, float,
         kept = [x for x in lines if x.startswith(";") or x.split("|")[0].strip() in speakers]
         write_text(out / "SPEAKERS.TXT", "\n".join(kept) + "\n")
     note_text = "".join(f"- {n}\n" for n in notes) if notes else "- none: every utterance is long enough.\n"
+    chosen_text = (
+        ""
+        if speakers_wanted is None
+        else f"\n(the {len(speakers)} speakers, {len(speakers) // 2} women and {len(speakers) - len(speakers) // 2} "
+        f"men, chosen among the 251 whose utterance lasts at least {seconds:.1f} s, evenly spaced in ID order by sex)"
+    )
     write_text(
         out / "README.md",
         f"""# LibriSpeech speaker-identification miniature
 
 Real read English speech by {len(speakers)} speakers ({len(speakers)} utterances, one per speaker), for speaker
-identification: one {seconds:.1f} s segment ({length} samples) of one utterance of each speaker
+identification: one {seconds:.1f} s segment ({length} samples) of one utterance of each speaker{chosen_text}
 ({len(notes)} utterances shorter than that are kept whole, see below),
 {total / rate / 60:.1f} min in all, 16 kHz, 16-bit, mono FLAC. Laid out as LibriSpeech is,
 `<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`, without transcripts. `SPEAKERS.TXT` is LibriSpeech's
@@ -205,8 +238,11 @@ Rebuilt by `data/make_miniatures.py`.
     return len(flacs), total / rate, notes
 
 
-def write_index(out: Path, fsdd: tuple[int, float], libri: tuple[int, float, list[str]], seconds: float) -> None:
+def write_index(
+    out: Path, fsdd: tuple[int, float], libri: tuple[int, float, list[str]], seconds: float, speakers: int | None
+) -> None:
     """Write the index README.md of the data folder."""
+    speakers_option = f" --speakers {speakers}" if speakers else ""
     fsdd_mb = folder_bytes(out / "fsdd") / 1e6
     libri_mb = folder_bytes(out / "librispeech_sid") / 1e6
     write_text(
@@ -231,7 +267,8 @@ Creative Commons licenses above, not under the license of the code in this repos
 `make_miniatures.py` (numpy and soundfile only) rebuilds both folders byte-for-byte from the sources:
 
     python data/make_miniatures.py --fsdd <FSDD checkout> \\
-        --librispeech <Resemblyzer>/audio_data/librispeech_train-clean-100 --out data --seconds {seconds:.1f}
+        --librispeech <Resemblyzer>/audio_data/librispeech_train-clean-100 --out data \\
+        --seconds {seconds:.1f}{speakers_option}
 """,
     )
 
@@ -243,10 +280,11 @@ def main() -> None:
     parser.add_argument("--librispeech", type=Path, required=True, help="flat folder of LibriSpeech .flac files")
     parser.add_argument("--out", type=Path, required=True, help="output folder (usually data/)")
     parser.add_argument("--seconds", type=float, required=True, help="segment length per LibriSpeech speaker")
+    parser.add_argument("--speakers", type=int, default=None, help="a sex-balanced subset of speakers (default: all)")
     args = parser.parse_args()
     fsdd = build_fsdd(args.fsdd, args.out / "fsdd")
-    libri = build_librispeech(args.librispeech, args.out / "librispeech_sid", args.seconds)
-    write_index(args.out, fsdd, libri, args.seconds)
+    libri = build_librispeech(args.librispeech, args.out / "librispeech_sid", args.seconds, args.speakers)
+    write_index(args.out, fsdd, libri, args.seconds, args.speakers)
     for note in libri[2]:
         print("note:", note)
     print(f"fsdd: {fsdd[0]} files, {fsdd[1] / 60:.2f} min; librispeech_sid: {libri[0]} files, {libri[1] / 60:.2f} min")
