@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -123,3 +128,74 @@ def gendistill_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def distilhubert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_small_student(tmp_path_factory.mktemp("distilhubert"), "distilhubert")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "speechbrain_gendistill"
+# What a build reads besides the package and its shipped folders.
+BUILD_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
+
+
+@dataclass(frozen=True)
+class InstalledWheel:
+    """The package built as a wheel and installed, without its dependencies, into a fresh virtual environment."""
+
+    wheel: Path
+    python: str  # the environment's interpreter: it sees this one's packages (torch and the rest)
+    env: dict[str, str]  # the environment to run it in (no PYTHONPATH that could point at the checkout)
+    elsewhere: Path  # a folder outside the repository to run it from
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> InstalledWheel:
+    """Builds the wheel from a copy of the sources (a build writes into the folder it builds) and installs it."""
+    from speechbrain_gendistill.core.resources import SHIPPED_FOLDERS
+
+    root = tmp_path_factory.mktemp("wheel")
+    sources = root / "sources"
+    sources.mkdir()
+    for name in BUILD_FILES:
+        shutil.copy(ROOT / name, sources / name)
+    ignored = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in (PACKAGE, *SHIPPED_FOLDERS):
+        shutil.copytree(ROOT / folder, sources / folder, ignore=ignored)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", root / "dist", sources]
+    subprocess.run(build, check=True, capture_output=True)
+    (wheel,) = (root / "dist").glob("*.whl")
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], check=True)
+    python = str(venv / "bin" / "python")
+    # This interpreter's pip installs into the environment that runs it; --ignore-installed: the editable
+    # install that the environment sees through this interpreter's packages must not count as installed.
+    install = [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "--quiet", wheel]
+    subprocess.run(install, check=True, capture_output=True)
+    elsewhere = root / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return InstalledWheel(wheel, python, env, elsewhere)
+
+
+@pytest.fixture(scope="session")
+def run_installed_demo(installed_wheel: InstalledWheel):
+    """Runs ``python -m speechbrain_gendistill.demo --output_folder FOLDER ARGS...`` from the installed wheel."""
+
+    def run(folder: Path, *args: str) -> subprocess.CompletedProcess:
+        command = [installed_wheel.python, "-m", f"{PACKAGE}.demo", "--output_folder", str(folder), *args]
+        return subprocess.run(
+            command, cwd=installed_wheel.elsewhere, env=installed_wheel.env, capture_output=True, text=True
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def installed_quick_demo(installed_wheel: InstalledWheel, run_installed_demo) -> tuple[Path, str]:
+    """The demo's quick run from the installed wheel, outside the repository: its folder and the report it printed."""
+    folder = installed_wheel.elsewhere / "quick_demo"
+    result = run_installed_demo(folder, "--quick")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(ROOT) not in result.stdout  # every recipe and YAML came from the installed copy
+    report = (folder / "report.md").read_text()
+    assert report in result.stdout
+    return folder, report

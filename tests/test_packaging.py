@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
-import time
 import zipfile
 from pathlib import Path
 
-import pytest
+from conftest import PACKAGE, ROOT
 
 from speechbrain_gendistill.core.licenses import CODE_LICENSE, license_section
 from speechbrain_gendistill.core.resources import RESOURCES_DIR, SHIPPED_FOLDERS, shipped_path, shipped_root
 from speechbrain_gendistill.export import export_student
 from speechbrain_gendistill.lobes import GenDistillStudent
-
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = "speechbrain_gendistill"
-# What a build reads besides the shipped folders.
-BUILD_FILES = ("setup.py", "pyproject.toml", "README.md", "LICENSE", "MANIFEST.in")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 
 def test_license_is_the_apache_2_text():
@@ -75,30 +65,8 @@ def shipped_files() -> set[str]:
     }
 
 
-@pytest.mark.slow
-def test_wheel_installed_elsewhere_runs_the_demo(tmp_path: Path):
-    """A wheel built from the repository, installed into a fresh virtual environment, runs the quick demo.
-
-    The wheel is built from a copy of the sources (a build writes into the
-    folder it builds) and installed without its dependencies into a virtual
-    environment that sees this interpreter's packages (torch and the rest), but
-    imports its own copy of this package. The demo runs from a folder outside
-    the repository; about 1.5-3.5 minutes, nearly all of it the demo's quick run.
-    """
-    sources = tmp_path / "sources"
-    sources.mkdir()
-    for name in BUILD_FILES:
-        shutil.copy(ROOT / name, sources / name)
-    for folder in (PACKAGE, *SHIPPED_FOLDERS):
-        shutil.copytree(ROOT / folder, sources / folder, ignore=IGNORED)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--wheel-dir", tmp_path / "dist", sources],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = (tmp_path / "dist").glob("*.whl")
-    with zipfile.ZipFile(wheel) as archive:
+def test_wheel_carries_the_shipped_folders_and_its_license(installed_wheel):
+    with zipfile.ZipFile(installed_wheel.wheel) as archive:
         names = set(archive.namelist())
         metadata = archive.read(next(name for name in names if name.endswith(".dist-info/METADATA"))).decode()
     resources = f"{PACKAGE}/{RESOURCES_DIR}/"
@@ -107,37 +75,15 @@ def test_wheel_installed_elsewhere_runs_the_demo(tmp_path: Path):
     assert re.search(r"^License(-Expression)?: Apache-2\.0$", metadata, re.MULTILINE), metadata[:500]
     assert not [name for name in names if name.startswith("tests/") or "__pycache__" in name]
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv], check=True)
-    python = str(venv / "bin" / "python")
-    # This interpreter's pip installs into the environment that runs it; --ignore-installed: the editable
-    # install that the environment sees through this interpreter's packages must not count as installed.
-    install = [python, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "--quiet", wheel]
-    subprocess.run(install, check=True, capture_output=True)
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+def test_installed_wheel_imports_its_own_copy_from_elsewhere(installed_wheel):
     where = subprocess.run(
-        [python, "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"],
-        cwd=elsewhere,
-        env=env,
+        [installed_wheel.python, "-c", f"import {PACKAGE}; print({PACKAGE}.__file__)"],
+        cwd=installed_wheel.elsewhere,
+        env=installed_wheel.env,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
-
-    start = time.perf_counter()
-    demo = subprocess.run(
-        [python, "-m", f"{PACKAGE}.demo", "--output_folder", "out", "--quick"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    print(f"the quick demo from the installed wheel: {time.perf_counter() - start:.0f} s")
-    assert demo.returncode == 0, demo.stderr[-3000:]
-    report = (elsewhere / "out" / "report.md").read_text()
-    assert "GenDistiller" in report and "DistilHuBERT" in report
-    assert str(ROOT) not in demo.stdout  # every recipe and YAML came from the installed copy
+    assert Path(where.stdout.strip()).is_relative_to(Path(installed_wheel.python).parents[1]), where.stdout
+    # The quick demo that tests/test_demo.py reads runs from this wheel, outside the repository.

@@ -51,7 +51,7 @@ def test_speaker_identification_on_the_repository_miniature(gendistill_dir, tmp_
     results = run_recipe(
         "LibriSpeech/SID", "sid.yaml", tmp_path, upstream_source=str(gendistill_dir), number_of_epochs=2
     )
-    assert results["sizes"] == {"train": 251, "dev": 251, "test": 251}
+    assert results["sizes"] == {"train": 60, "dev": 60, "test": 60}
     assert results["upstream"]["layers"] == [0, 3]  # GenDistiller: its generated layers, all of them
     assert all(item.endswith("_test") for item in results["test_outcomes"]["accuracy"])
     assert set(results["dev_by_lr"]) == {"0.01", "0.1"} and results["metric"] == "accuracy"

@@ -45,8 +45,12 @@ def prepare_fsdd(
     test_speakers: Sequence[str] = (),
     dev_takes: Sequence[int] = (5, 6, 7, 8, 9),
     test_takes: Sequence[int] = (0, 1, 2, 3, 4),
+    max_takes: int | None = None,
 ) -> dict[str, Path]:
     """Writes ``train.csv``, ``dev.csv`` and ``test.csv`` of an FSDD folder (see the module docstring).
+
+    ``max_takes`` keeps only takes ``0 .. max_takes - 1`` of each digit and
+    speaker (a smaller run, e.g. for tests); None keeps every take.
 
     Every file whose name does not follow the pattern, every unreadable file
     and every unknown test speaker is listed in one :class:`FSDDLayoutError`
@@ -75,13 +79,14 @@ def prepare_fsdd(
         "test_speakers": sorted(test_speakers),
         "dev_takes": sorted(dev_takes),
         "test_takes": sorted(test_takes),
+        "max_takes": max_takes,
         "files": fingerprint(files),
     }
     return write_once(
         save_folder,
         "fsdd_prepare",
         options,
-        lambda: _rows(data_folder, files, test_speakers, dev_takes, test_takes),
+        lambda: _rows(data_folder, files, test_speakers, dev_takes, test_takes, max_takes),
         COLUMNS,
     )
 
@@ -92,6 +97,7 @@ def _rows(
     test_speakers: Sequence[str],
     dev_takes: Sequence[int],
     test_takes: Sequence[int],
+    max_takes: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     problems = []
     if not data_folder.is_dir():
@@ -103,7 +109,7 @@ def _rows(
         match = FILE_NAME.fullmatch(path.stem)
         if match is None:
             problems.append(f"{path.name}: not named {{digit}}_{{speaker}}_{{take}}")
-        else:
+        elif max_takes is None or int(match["take"]) < max_takes:
             parsed[path] = match
     speakers = {match["speaker"] for match in parsed.values()}
     unknown = sorted(set(test_speakers) - speakers)
@@ -136,11 +142,12 @@ def _rows(
 
 def fsdd_manifests(hparams: dict[str, Any]) -> dict[str, Path]:
     """A recipe's FSDD manifests, written on the main process and checked (keys ``data_folder``, ``save_folder``,
-    ``test_speakers``, ``dev_takes``, ``skip_bad_audio``)."""
+    ``test_speakers``, ``dev_takes``, ``max_takes`` (optional), ``skip_bad_audio``)."""
     kwargs = {
         "data_folder": hparams["data_folder"],
         "save_folder": hparams["save_folder"],
         "test_speakers": hparams["test_speakers"] or (),
         "dev_takes": hparams["dev_takes"],
+        "max_takes": hparams.get("max_takes"),
     }
     return checked_manifests(prepare_fsdd, kwargs, hparams["skip_bad_audio"])

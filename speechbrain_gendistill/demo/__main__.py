@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from speechbrain_gendistill.demo.config import DEFAULT_CONFIG, check_output_folder, load_config
+from speechbrain_gendistill.demo.config import DEFAULT_CONFIG, check_output_folder, load_config, select_seeds
 from speechbrain_gendistill.demo.stages import Demo
 
 
@@ -14,6 +14,9 @@ def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output_folder", required=True, type=Path, help="where everything goes")
     parser.add_argument("--quick", action="store_true", help="a small, fast run (tests)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="distil and probe with this many seeds (the report gives mean, sd, CI)"
+    )
     parser.add_argument(
         "--ablations",
         nargs="*",
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
     config = load_config(args.config, quick=args.quick)
     config["teacher"]["train_here"] = args.train_teacher
+    config["seeds"] = select_seeds(config, args.seeds)
     check_output_folder(args.output_folder, config)
     start = time.perf_counter()
     ablations = None if args.ablations is None else (args.ablations or list(config["ablations"]))

@@ -14,8 +14,7 @@ from speechbrain_gendistill.core.resources import shipped_path
 
 DEFAULT_CONFIG = shipped_path("hparams/demo/demo.yaml")
 # The settings a built stage depends on: a folder built with others is not reused.
-BUILD_KEYS = ("seed", "corpus_splits", "teacher", "target_layers", "distill", "probe")
-TEST_SPLIT = "test-synth"
+BUILD_KEYS = ("seed", "corpus_splits", "teacher", "target_layers", "distill", "tasks")
 DEV_SPLIT = "dev-synth"
 BASELINE, GENDISTILLER = "distilhubert", "gendistiller"
 
@@ -72,3 +71,23 @@ def overrides_to_args(overrides: dict[str, Any]) -> list[str]:
         text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=1 << 16)
         args.append(f"--{key}={text.strip().removesuffix('...').strip()}")
     return args
+
+
+def select_seeds(config: dict[str, Any], count: int) -> list[int]:
+    """The first ``count`` of the YAML's ``seeds``: the distillation and probe seeds of a run.
+
+    Example
+    -------
+    >>> select_seeds({"seeds": [1986, 1987, 1988]}, 2)
+    [1986, 1987]
+    >>> select_seeds({"seeds": [1986]}, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: --seeds 2: the demo's YAML lists 1 seeds (seeds: [1986]); add more there
+    """
+    available = list(config["seeds"])
+    if not 1 <= count <= len(available):
+        raise ValueError(
+            f"--seeds {count}: the demo's YAML lists {len(available)} seeds (seeds: {available}); add more there"
+        )
+    return available[:count]

@@ -13,15 +13,18 @@ import torch
 from speechbrain_gendistill.core.constants import SAMPLE_RATE
 from speechbrain_gendistill.core.export_format import read_export_config
 from speechbrain_gendistill.data.audio import load_audio
-from speechbrain_gendistill.demo.config import DEV_SPLIT, TEST_SPLIT
+from speechbrain_gendistill.demo.config import BASELINE, DEV_SPLIT
 from speechbrain_gendistill.lobes import SSLTeacher
 from speechbrain_gendistill.lobes.distilled import STUDENT_CLASSES, load_student
-from speechbrain_gendistill.lobes.students import DistilHuBERTStudent, DistillationStudent
+from speechbrain_gendistill.lobes.students import DistilHuBERTStudent, DistillationStudent, parameter_counts
 from speechbrain_gendistill.measure import count_parameters, time_interleaved
+from speechbrain_gendistill.tasks.probing.stats import compare, seed_summary
 from speechbrain_gendistill.training.checkpoints import IntegrityCheckpointer
 
 if TYPE_CHECKING:
     from speechbrain_gendistill.demo.stages import Demo
+
+CONTROLS = ("teacher", "random_teacher")  # the upstreams that are not distilled
 
 
 def student_for_distillation_figures(folder: Path) -> DistillationStudent:
@@ -144,41 +147,83 @@ def read_train_log(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+def probe_results(demo: Demo) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Every probe's results.json: task -> upstream -> one per seed, in the order of ``demo.seeds``."""
+    return {
+        task: {
+            upstream: [
+                json.loads((demo.probe_folder(task, upstream, seed) / "results.json").read_text())
+                for seed in demo.seeds
+            ]
+            for upstream in demo.upstreams(demo.seeds[0])
+        }
+        for task in demo.tasks
+    }
+
+
+def probe_statistics(results: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per task: each upstream's test and dev metric over seeds, and each student against the baseline.
+
+    The comparison is the paired bootstrap of :func:`~speechbrain_gendistill.tasks.probing.stats.compare`
+    over test items and seeds; the controls (teacher, untrained teacher) are summarised, not compared.
+    """
+    statistics_by_task = {}
+    for task, by_upstream in results.items():
+        first = by_upstream[BASELINE][0]
+        summary = {
+            upstream: {
+                "test": seed_summary([run["test"] for run in runs]),
+                "dev": seed_summary([run["dev"] for run in runs]),
+                "chosen_lr": [run["chosen_lr"] for run in runs],
+            }
+            for upstream, runs in by_upstream.items()
+        }
+        against = {
+            upstream: compare(runs, by_upstream[BASELINE])["bootstrap"]
+            for upstream, runs in by_upstream.items()
+            if upstream not in (*CONTROLS, BASELINE)
+        }
+        statistics_by_task[task] = {
+            "metric": first["metric"],
+            "higher_is_better": first["higher_is_better"],
+            "test_items": first["sizes"]["test"],
+            "upstreams": summary,
+            "against_baseline": against,
+        }
+    return statistics_by_task
+
+
 def measure(demo: Demo) -> dict[str, Any]:
-    """Everything report.md shows, as plain data."""
+    """Everything report.md shows, as plain data. Sizes, speed and layer figures are the first seed's students."""
     files = dev_utterances(demo.corpus)
+    seed = demo.seeds[0]
     teacher = SSLTeacher(
         str(demo.trained_teacher), demo.config["target_layers"], save_path=str(demo.teacher_folder / "hf_cache")
     )
-    students = {name: student_for_distillation_figures(demo.distill_folder(name)) for name in demo.students}
-    exported = {name: load_student(demo.distill_folder(name) / "student").eval() for name in demo.students}
+    students = {name: student_for_distillation_figures(demo.distill_folder(name, seed)) for name in demo.students}
+    exported = {name: load_student(demo.distill_folder(name, seed) / "student").eval() for name in demo.students}
     timing = demo.config["timing"]
     wav = timing_audio(files, timing["audio_seconds"])
     forwards = {"teacher": lambda x: teacher.ssl(x)}
     forwards.update({name: student for name, student in exported.items()})
     seconds = forward_times(forwards, wav, timing["repeats"])
-    probes = {}
-    for name in demo.encoders():
-        summary = json.loads((demo.probe_folder(name) / "wer_summary.json").read_text())[TEST_SPLIT]
-        # The probe tests its checkpoint of lowest dev WER: that WER is the dev figure.
-        dev_wer = min(row["valid_WER"] for row in read_train_log(demo.probe_folder(name) / "train_log.txt"))
-        probes[name] = {"dev_WER": dev_wer, "WER": summary["WER"], "CER": summary["CER"]}
     steps = {}
     for name in demo.students:
-        log = read_train_log(demo.distill_folder(name) / "train_log.txt")
+        log = read_train_log(demo.distill_folder(name, seed) / "train_log.txt")
         steps[name] = int(log[-1]["optimizer_steps"]) if log else None
     return {
+        "seeds": demo.seeds,
         "target_layers": list(teacher.target_layers),
         "teacher_layers": teacher.num_layers,
         "parameters": {
             "teacher": count_parameters(teacher.ssl.model),
-            **{name: count_parameters(student) for name, student in exported.items()},
+            **{name: parameter_counts(student) for name, student in students.items()},
         },
         "forward_seconds": seconds,
         "timing_audio_seconds": timing["audio_seconds"],
         "threads": torch.get_num_threads(),
         "layers": layer_figures(teacher, students, files, {name: demo.target_layers(name) for name in students}),
         "dev_utterances": len(files),
-        "probes": probes,
+        "probes": probe_statistics(probe_results(demo)),
         "distill_steps": steps,
     }

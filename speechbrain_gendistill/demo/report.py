@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speechbrain_gendistill.demo.config import BASELINE, GENDISTILLER
 from speechbrain_gendistill.demo.corpus import RECORD_NAME
 from speechbrain_gendistill.demo.measurements import read_train_log
 
@@ -14,15 +13,81 @@ if TYPE_CHECKING:
     from speechbrain_gendistill.demo.stages import Demo
 
 
+METRIC_NAMES = {"WER": "WER %", "PER": "PER %", "CER": "CER %", "accuracy": "accuracy %"}
+
+
 def _millions(count: int) -> str:
     return f"{count / 1e6:.2f}M"
 
 
-def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
-    """report.md: the comparison table, the random-teacher control, the settings and the stage times."""
+def _spread(summary: dict[str, float]) -> str:
+    """``mean (sd)`` over seeds, or the value alone for one seed."""
+    if summary["seeds"] == 1:
+        return f"{summary['mean']:.1f}"
+    return f"{summary['mean']:.1f} ({summary['std']:.1f})"
+
+
+def _parameters(params: dict[str, Any], name: str) -> str:
+    counts = params[name]
+    if isinstance(counts, int):
+        return _millions(counts)
+    text = _millions(counts["inference"])
+    if counts["distillation"] != counts["inference"]:
+        text += f" ({_millions(counts['distillation'])} with its prediction heads)"
+    return text
+
+
+def results_table(demo: Demo, measurements: dict[str, Any]) -> list[str]:
+    """Every upstream against every task: test metric, mean (sd) over seeds; size and speed beside."""
+    probes, params, seconds = measurements["probes"], measurements["parameters"], measurements["forward_seconds"]
+    tasks = list(probes)
+    header = ["upstream", "parameters", f"forward, {measurements['timing_audio_seconds']:g} s (vs teacher)"]
+    header += [f"{task} {METRIC_NAMES.get(probes[task]['metric'], probes[task]['metric'])}" for task in tasks]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, label in demo.labels().items():
+        forward = "-"
+        if name in seconds:
+            forward = f"{seconds[name] * 1000:.0f} ms ({seconds[name] / seconds['teacher']:.2f}x)"
+        size = _parameters(params, name if name != "random_teacher" else "teacher")
+        cells = [label, size, forward]
+        cells += [_spread(probes[task]["upstreams"][name]["test"]) for task in tasks]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def comparison_table(demo: Demo, measurements: dict[str, Any]) -> list[str]:
+    """Each student against the baseline, per task: the difference and its 95% interval; a tie when it holds 0."""
+    probes = measurements["probes"]
+    labels = demo.labels()
+    lines = [
+        "| student | task | difference vs DistilHuBERT | 95% interval | verdict |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for task, statistics in probes.items():
+        for name, bootstrap in statistics["against_baseline"].items():
+            better = "higher" if statistics["higher_is_better"] else "lower"
+            low, high = bootstrap["interval"]
+            lines.append(
+                f"| {labels[name]} | {task} ({statistics['metric']}, {better} is better) | "
+                f"{bootstrap['difference']:+.1f} | [{low:+.1f}, {high:+.1f}] | {bootstrap['verdict']} |"
+            )
+    return lines
+
+
+def layer_table(demo: Demo, measurements: dict[str, Any]) -> list[str]:
+    """Each student's generated layers against the teacher's on the dev split: L1 and cosine."""
     layers = measurements["target_layers"]
-    params, seconds, probes = measurements["parameters"], measurements["forward_seconds"], measurements["probes"]
-    steps = measurements["distill_steps"]
+    header = ["student"] + [f"L1 layer {layer}" for layer in layers] + [f"cosine layer {layer}" for layer in layers]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, figures in measurements["layers"].items():
+        cells = [demo.labels()[name], *(f"{value:.3f}" for value in figures["l1"] + figures["cosine"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
+    """report.md: the SUPERB-style table, the students against the baseline, layer figures, settings, stage times."""
+    probes, steps = measurements["probes"], measurements["distill_steps"]
     teacher_settings = demo.config["teacher"]
     teacher_source = (
         "in this run"
@@ -30,60 +95,50 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
         else f"the repository's `{teacher_settings['shipped']}`, trained by `{teacher_settings['hparams']}`"
     )
     corpus_record = json.loads((demo.corpus / RECORD_NAME).read_text())["splits"]
-    header = ["model", "parameters", f"forward time ({measurements['timing_audio_seconds']:g} s audio)"]
-    header += [f"L1 layer {layer}" for layer in layers] + [f"cosine layer {layer}" for layer in layers]
-    header += ["dev WER %", "test WER %", "test CER %"]
-
-    def row(name: str, label: str) -> str:
-        cells = [label, _millions(params[name])]
-        cells.append(f"{seconds[name] / seconds['teacher']:.2f}x ({seconds[name] * 1000:.0f} ms)")
-        if name == "teacher":
-            cells += ["-"] * (2 * len(layers))
-        else:
-            figures = measurements["layers"][name]
-            cells += [f"{value:.3f}" for value in figures["l1"]] + [f"{value:.3f}" for value in figures["cosine"]]
-        cells += [f"{probes[name][key]:.2f}" for key in ("dev_WER", "WER", "CER")]
-        return "| " + " | ".join(cells) + " |"
-
-    table = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    table.append(row("teacher", "Teacher (WavLM)"))
-    table += [row(name, demo.students[name]["label"]) for name in demo.students]
-    baseline_params = params[BASELINE]
+    seeds = measurements["seeds"]
+    seed_text = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"one seed ({seeds[0]})"
     lines = [
-        "# GenDistiller demo: the paper's comparison in miniature",
+        "# GenDistiller demo: the paper's comparison in miniature, SUPERB-style",
         "",
-        *table,
+        f"Test metrics, mean (standard deviation) over {seed_text}; {measurements['threads']} CPU threads.",
         "",
-        f"GenDistiller has {params[GENDISTILLER] / baseline_params:.0%} of DistilHuBERT's parameters "
-        f"and {params[GENDISTILLER] / params['teacher']:.0%} of the teacher's. "
-        f"Test WER: GenDistiller {probes[GENDISTILLER]['WER']:.2f}%, DistilHuBERT {probes[BASELINE]['WER']:.2f}%.",
+        *results_table(demo, measurements),
         "",
-        f"Control: the same probe on the teacher's untrained initial weights (same shape) reaches a test WER of "
-        f"{probes['random_teacher']['WER']:.2f}% (CER {probes['random_teacher']['CER']:.2f}%), against "
-        f"{probes['teacher']['WER']:.2f}% for the trained teacher.",
+        "## Students against DistilHuBERT",
+        "",
+        "The difference is the student's metric minus the baseline's; the interval, a paired bootstrap over test "
+        "items and seeds (2000 resamples). An interval that holds zero is a tie.",
+        "",
+        *comparison_table(demo, measurements),
+        "",
+        "## Distillation: generated layers against the teacher's (dev split, first seed)",
+        "",
+        *layer_table(demo, measurements),
         "",
         "## How these figures were obtained",
         "",
-        "- Corpus: "
+        "- Corpus (ASR and PR): "
         + "; ".join(
             f"{split}: {info['speakers']} speakers, {info['utterances']} utterances, {info['hours'] * 60:.1f} min"
             for split, info in corpus_record.items()
         )
         + " (espeak-ng voices; no speaker in two splits).",
-        f"- Teacher: WavLM with {measurements['teacher_layers']} layers, trained from scratch with character CTC "
-        f"on its last layer ({teacher_source}); target layers {layers}.",
+        f"- Teacher: {teacher_settings['label']} with {measurements['teacher_layers']} layers ({teacher_source}); "
+        f"target layers {measurements['target_layers']}.",
         "- Distillation: "
         + ", ".join(f"{demo.students[name]['label']} {count} updates" for name, count in steps.items())
-        + " (same data, batches and schedule).",
-        f"- L1 and cosine: each generated layer against its target layer, frame-weighted over the "
-        f"{measurements['dev_utterances']} dev utterances, whole and unpadded; students generate freely "
-        "(no teacher history), DistilHuBERT through its prediction heads. Parameters: what inference uses "
-        "(DistilHuBERT without its heads).",
+        + " (same data, batches and schedule; each seed distils anew).",
+        "- Probes: every upstream frozen, its transformer (or generated) layers computed once and cached, a "
+        "softmax-weighted layer sum (weights from zero) read by a small head; one head per learning rate, the "
+        "best on dev tested. "
+        + "; ".join(
+            f"{task}: {settings['label']}, {probes[task]['test_items']} test items"
+            for task, settings in demo.tasks.items()
+        )
+        + ".",
         f"- Forward time: median of {demo.config['timing']['repeats']} interleaved runs on "
-        f"{measurements['timing_audio_seconds']:g} s of dev audio, {measurements['threads']} CPU threads, "
-        "relative to the teacher.",
-        "- WER/CER: the frozen-feature CTC probe (`recipes/LibriSpeech/ASR/CTC`, "
-        f"`{demo.config['probe']['hparams'].split('/')[-1]}`, greedy decoding) on the test split.",
+        f"{measurements['timing_audio_seconds']:g} s of dev audio, relative to the teacher. Parameters: what "
+        "inference uses (and, for DistilHuBERT, with the prediction heads distillation also trains).",
         "",
         "Plots: `training_curves.png` (dev L1 and cosine per layer during distillation), "
         "`layer_cosine.png` (cosine of each generated layer with each teacher layer, dev split).",
@@ -93,9 +148,9 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
         "| stage | seconds |",
         "| --- | --- |",
     ]
-    record = demo.stages.record
-    lines += [f"| {name} | {info['seconds']:.0f} |" for name, info in record.items()]
-    lines.append(f"| total | {sum(info['seconds'] for info in record.values()):.0f} |")
+    by_kind = demo.stages.seconds_by_kind()
+    lines += [f"| {kind} | {seconds:.0f} |" for kind, seconds in by_kind.items()]
+    lines.append(f"| total | {sum(by_kind.values()):.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,7 +169,7 @@ def plot_training_curves(demo: Demo, path: Path) -> None:
     layers = demo.config["target_layers"]
     figure, axes = plt.subplots(2, len(layers), figsize=(4 * len(layers), 6), squeeze=False)
     for name, student in demo.students.items():
-        log = read_train_log(demo.distill_folder(name) / "train_log.txt")
+        log = read_train_log(demo.distill_folder(name, demo.seeds[0]) / "train_log.txt")
         steps = [row["optimizer_steps"] for row in log]
         for column, layer in enumerate(layers):
             for row_index, metric in enumerate(("l1", "cosine")):
@@ -154,3 +209,89 @@ def plot_layer_cosine(measurements: dict[str, Any], labels: dict[str, str], path
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _task_header(probes: dict[str, Any]) -> list[str]:
+    return [f"{task} {METRIC_NAMES.get(stats['metric'], stats['metric'])}" for task, stats in probes.items()]
+
+
+def _relative_size(parameters: dict[str, Any], name: str, baseline: str) -> str:
+    own, base = parameters[name]["inference"], parameters[baseline]["inference"]
+    return f"{_millions(own)} ({own / base:.0%})"
+
+
+def render_tables(results: dict[str, Any], study: dict[str, Any]) -> str:
+    """The study's tables for the README, from its ``results.json``: screen, learning rates, confirmation, budgets."""
+    baseline = "distilhubert"
+    lines: list[str] = []
+    if "screen" in results:
+        record = results["screen"]
+        measurements = record["measurements"]
+        probes, parameters = measurements["probes"], measurements["parameters"]
+        labels = {name: student["label"] for name, student in record["students"].items()}
+        lines += [
+            f"**Screen** (teacher {record['teacher']}, seed {record['seeds'][0]}, "
+            f"{measurements['threads']} threads): dev / test per task; finalists by mean dev rank: "
+            + ", ".join(labels[name] for name in record["finalists"]),
+            "",
+            "| student | parameters (vs baseline) | " + " | ".join(_task_header(probes)) + " |",
+            "|" + " --- |" * (2 + len(probes)),
+        ]
+        for name in record["students"]:
+            cells = [labels[name], _relative_size(parameters, name, baseline)]
+            for stats in probes.values():
+                figures = stats["upstreams"][name]
+                cells.append(f"{figures['dev']['mean']:.1f} / {figures['test']['mean']:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if "learning_rate" in results:
+        record = results["learning_rate"]
+        lines += ["**Distillation learning rate** (dev loss at the end of the run; the lowest is kept)", ""]
+        lines += ["| student | " + " | ".join(f"lr {lr:g}" for lr in study["learning_rate"]["values"]) + " | chosen |"]
+        lines += ["|" + " --- |" * (2 + len(study["learning_rate"]["values"]))]
+        for name, chosen in record["chosen"].items():
+            losses = [f"{record['dev_loss'][f'{name}@{lr:g}']:.3f}" for lr in study["learning_rate"]["values"]]
+            lines.append(f"| {name} | " + " | ".join(losses) + f" | {chosen:g} |")
+        lines.append("")
+    for teacher, record in results.get("confirm", {}).items():
+        measurements = record["measurements"]
+        probes, parameters = measurements["probes"], measurements["parameters"]
+        labels = {name: student["label"] for name, student in record["students"].items()}
+        seeds = ", ".join(map(str, record["seeds"]))
+        lines += [
+            f"**Confirmation, {study['teachers'][teacher]['label']}** (seeds {seeds}; {measurements['threads']} "
+            "threads): test, mean (sd); against the baseline: difference [95% interval], verdict",
+            "",
+            "| student | parameters (vs baseline) | " + " | ".join(_task_header(probes)) + " |",
+            "|" + " --- |" * (2 + len(probes)),
+        ]
+        for name in ("teacher", "random_teacher", *record["students"]):
+            label = labels.get(name, {"teacher": "teacher", "random_teacher": "untrained teacher"}.get(name))
+            size = _relative_size(parameters, name, baseline) if name in record["students"] else "-"
+            cells = [label, size]
+            for stats in probes.values():
+                cell = _spread(stats["upstreams"][name]["test"])
+                if name in stats["against_baseline"]:
+                    bootstrap = stats["against_baseline"][name]
+                    low, high = bootstrap["interval"]
+                    cell += f": {bootstrap['difference']:+.1f} [{low:+.1f}, {high:+.1f}], {bootstrap['verdict']}"
+                cells.append(cell)
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    if "budgets" in results:
+        lines += ["**Budgets** (one seed): updates, final dev distillation loss, test per task", ""]
+        first = next(iter(results["budgets"].values()))
+        probes = first["measurements"]["probes"]
+        lines += ["| updates x | student | updates | dev loss | " + " | ".join(_task_header(probes)) + " |"]
+        lines += ["|" + " --- |" * (4 + len(probes))]
+        for factor, record in results["budgets"].items():
+            measurements = record["measurements"]
+            for name, student in record["students"].items():
+                cells = [f"{factor}x", student["label"], str(measurements["distill_steps"][name])]
+                cells.append(f"{record['dev_loss'][name]:.3f}" if "dev_loss" in record else "-")
+                cells += [
+                    f"{stats['upstreams'][name]['test']['mean']:.1f}" for stats in measurements["probes"].values()
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

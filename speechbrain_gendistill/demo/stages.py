@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from speechbrain_gendistill.core.resources import shipped_path
-from speechbrain_gendistill.demo.config import GENDISTILLER, TEST_SPLIT, overrides_to_args
+from speechbrain_gendistill.demo.config import GENDISTILLER, overrides_to_args
 from speechbrain_gendistill.demo.corpus import RECORD_NAME, synthesize_corpus
 from speechbrain_gendistill.demo.measurements import measure
 from speechbrain_gendistill.demo.report import plot_layer_cosine, plot_training_curves, render_report
 from speechbrain_gendistill.demo.teacher_ctc import initial_teacher, unpack_teacher
 from speechbrain_gendistill.demo.teacher_ctc import main as teacher_training_main
 from speechbrain_gendistill.lobes.teacher import is_saved_model
+
+CORPUS = "corpus"  # a task's `data` that means the demo's synthetic corpus
 
 
 def run_script(script: Path, args: list[str]) -> None:
@@ -83,14 +85,23 @@ class StageRunner:
         """Prints the command line a stage runs, to rerun it by hand."""
         print("    " + " ".join(_quote(arg) for arg in [*program, *args]), flush=True)
 
+    def seconds_by_kind(self) -> dict[str, float]:
+        """Wall-clock seconds of the recorded stages, summed by kind (the first word of a stage's name)."""
+        totals: dict[str, float] = {}
+        for name, info in self.record.items():
+            kind = name.split()[0]
+            totals[kind] = totals.get(kind, 0.0) + info["seconds"]
+        return totals
+
 
 class Demo:
-    """The demo's stages over one output folder (see the module docstring); ``run`` runs them all.
+    """The demo's stages over one output folder (see the package docstring); ``run`` runs them all.
 
     Arguments
     ---------
     config : dict
-        The demo's settings (:func:`load_config`), with ``teacher.train_here`` set.
+        The demo's settings (:func:`~speechbrain_gendistill.demo.config.load_config`), with
+        ``teacher.train_here`` and ``seeds`` (those this run uses) set.
     folder : Path
         The output folder.
     ablations : list of str, optional
@@ -103,16 +114,19 @@ class Demo:
     >>> from speechbrain_gendistill.demo.config import load_config
     >>> config = load_config(quick=True)
     >>> config["teacher"]["train_here"] = False
-    >>> sorted(Demo(config, Path("out")).encoders())
-    ['distilhubert', 'gendistiller', 'random_teacher', 'teacher']
+    >>> demo = Demo(config, Path("out"))
+    >>> sorted(demo.upstreams(config["seeds"][0])), sorted(demo.tasks)
+    (['distilhubert', 'gendistiller', 'random_teacher', 'teacher'], ['ASR', 'KS', 'PR', 'SID'])
     """
 
     def __init__(self, config: dict[str, Any], folder: Path, ablations: list[str] | None = None) -> None:
         self.config = config
+        self.seeds = list(config["seeds"])
         self.train_teacher_here = config["teacher"]["train_here"]
         self.folder = folder.resolve()
         self.corpus = self.folder / "corpus"
         self.teacher_folder = self.folder / "teacher"
+        self.tasks = dict(config["tasks"])
         self.students = dict(config["distill"]["students"])
         unknown = sorted(set(ablations or ()) - set(config["ablations"]))
         if unknown:
@@ -141,25 +155,38 @@ class Demo:
     def random_teacher(self) -> Path:
         return self.teacher_folder / "random_init"
 
-    def distill_folder(self, name: str) -> Path:
-        return self.folder / "distill" / name
+    def distill_folder(self, name: str, seed: int) -> Path:
+        return self.folder / "distill" / name / str(seed)
 
-    def probe_folder(self, name: str) -> Path:
-        return self.folder / "probe" / name
+    def probe_folder(self, task: str, upstream: str, seed: int) -> Path:
+        return self.folder / "probe" / task / upstream / str(seed)
 
-    def encoders(self) -> dict[str, Path]:
-        """What the probe runs on: name -> HF model folder or exported student."""
+    def upstreams(self, seed: int) -> dict[str, Path]:
+        """What the probes read with ``seed``: name -> HF model folder or exported student."""
         sources = {"teacher": self.trained_teacher, "random_teacher": self.random_teacher}
-        sources.update({name: self.distill_folder(name) / "student" for name in self.students})
+        sources.update({name: self.distill_folder(name, seed) / "student" for name in self.students})
         return sources
 
-    def run(self) -> str:
+    def labels(self) -> dict[str, str]:
+        """Upstream name -> its label in the report."""
+        teacher = self.config["teacher"]["label"]
+        labels = {"teacher": teacher, "random_teacher": f"{teacher}, untrained initial weights (control)"}
+        labels.update({name: student["label"] for name, student in self.students.items()})
+        return labels
+
+    def run(self, probes: bool = True) -> str:
+        """Runs every stage and returns report.md's text; without ``probes``, only corpus, teacher and distillations."""
         self.build_corpus()
         self.train_teacher()
-        for name in self.students:
-            self.distill(name)
-        for name, source in self.encoders().items():
-            self.probe(name, source)
+        for seed in self.seeds:
+            for name in self.students:
+                self.distill(name, seed)
+        if not probes:
+            return ""
+        for task in self.tasks:
+            for seed in self.seeds:
+                for upstream, source in self.upstreams(seed).items():
+                    self.probe(task, upstream, source, seed)
         return self.report()
 
     # 1
@@ -191,7 +218,7 @@ class Demo:
                 teacher_training_main(args)
 
         else:
-            what = f"the repository's trained WavLM ({settings['shipped']}) and its untrained initial weights"
+            what = f"the repository's trained teacher ({settings['shipped']}) and its untrained initial weights"
 
             def build() -> None:
                 unpack_teacher(shipped, self.trained_teacher)
@@ -206,11 +233,11 @@ class Demo:
         )
 
     # 3
-    def distill(self, name: str) -> None:
+    def distill(self, name: str, seed: int) -> None:
         student = self.students[name]
-        output = self.distill_folder(name)
-        script = shipped_path("recipes/LibriSpeech/distill/train.py")
+        output = self.distill_folder(name, seed)
         overrides = {
+            "seed": seed,
             "data_folder": str(self.corpus),
             "output_folder": str(output),
             "teacher_source": str(self.trained_teacher),
@@ -220,34 +247,35 @@ class Demo:
         }
         self.run_recipe(
             3,
-            f"distill {name}",
+            f"distill {name} seed {seed}",
             f"{student['label']} from the teacher",
-            script,
+            "recipes/LibriSpeech/distill/train.py",
             student["hparams"],
             overrides,
             output / "student" / "model.safetensors",
         )
 
     # 4
-    def probe(self, name: str, source: Path) -> None:
-        settings = self.config["probe"]
-        output = self.probe_folder(name)
-        script = shipped_path("recipes/LibriSpeech/ASR/CTC/train.py")
+    def probe(self, task: str, upstream: str, source: Path, seed: int) -> None:
+        settings = self.tasks[task]
+        output = self.probe_folder(task, upstream, seed)
+        data = self.corpus if settings["data"] == CORPUS else shipped_path(settings["data"])
         overrides = {
-            "data_folder": str(self.corpus),
+            "seed": seed,
+            "data_folder": str(data),
             "output_folder": str(output),
-            "student_source": str(source),
-            "test_splits": [TEST_SPLIT],
+            "cache_folder": str(self.folder / "probe" / task / "feature_cache"),
+            "upstream_source": str(source),
             **settings["overrides"],
         }
         self.run_recipe(
             4,
-            f"probe {name}",
-            f"frozen-feature CTC probe on {source.relative_to(self.folder)}",
-            script,
+            f"probe {task} {upstream} seed {seed}",
+            f"{settings['label']} on {source.relative_to(self.folder)}",
+            settings["script"],
             settings["hparams"],
             overrides,
-            output / "wer_summary.json",
+            output / "results.json",
         )
 
     def run_recipe(
@@ -255,17 +283,18 @@ class Demo:
         number: int,
         name: str,
         what: str,
-        script: Path,
+        script: str,
         hparams_file: str,
         overrides: dict[str, Any],
         result: Path,
     ) -> None:
         """Stage ``number``: a recipe's ``train.py`` with ``overrides``, done once ``result`` exists."""
+        script_path = shipped_path(script)
         args = [str(shipped_path(hparams_file)), *overrides_to_args(overrides)]
 
         def build() -> None:
-            self.stages.command([sys.executable, str(script)], args)
-            run_script(script, args)
+            self.stages.command([sys.executable, str(script_path)], args)
+            run_script(script_path, args)
 
         self.stages.run(number, name, what, result.is_file, build)
 
@@ -278,19 +307,16 @@ class Demo:
             measurements_path.write_text(json.dumps(measurements, indent=2) + "\n")
 
         def done() -> bool:
-            # Measured after everything it reports on, and on the same students.
+            # Measured after everything it reports on, and on the same students and seeds.
             if self.stages.built or not measurements_path.is_file():
                 return False
-            return set(json.loads(measurements_path.read_text())["layers"]) == set(self.students)
+            measured = json.loads(measurements_path.read_text())
+            return set(measured["layers"]) == set(self.students) and measured["seeds"] == self.seeds
 
-        self.stages.run(5, "report", "parameters, forward time, dev-split L1 and cosine per layer", done, build)
+        self.stages.run(5, "report", "parameters, forward time, layer figures, probe statistics", done, build)
         measurements = json.loads(measurements_path.read_text())
         plot_training_curves(self, self.folder / "training_curves.png")
-        plot_layer_cosine(
-            measurements,
-            {name: student["label"] for name, student in self.students.items()},
-            self.folder / "layer_cosine.png",
-        )
+        plot_layer_cosine(measurements, self.labels(), self.folder / "layer_cosine.png")
         text = render_report(self, measurements)
         (self.folder / "report.md").write_text(text)
         return text
