@@ -264,7 +264,8 @@ class Demo:
             "seed": seed,
             "data_folder": str(data),
             "output_folder": str(output),
-            "cache_folder": str(self.folder / "probe" / task / "feature_cache"),
+            # One cache for every task: ASR and PR read the same utterances, and the key tells the rest apart.
+            "cache_folder": str(self.folder / "probe" / "feature_cache"),
             "upstream_source": str(source),
             **settings["overrides"],
         }
