@@ -1,0 +1,233 @@
+"""The claim study: does GenDistiller match or beat DistilHuBERT at the same budget, with seeds, on four tasks?
+
+    python -m speechbrain_gendistill.demo.study --output_folder results/study            # every stage
+    python -m speechbrain_gendistill.demo.study --output_folder results/study --stage screen
+    python -m speechbrain_gendistill.demo.study --output_folder results/study --table   # README tables
+
+Stages (``hparams/demo/study.yaml`` sets each), all at the demo's scale and
+through the demo's own stages (:class:`~speechbrain_gendistill.demo.stages.Demo`),
+so every run is a distillation recipe and four probe recipes:
+
+1. ``screen``: one seed, the CTC teacher, every variant of the YAML at the
+   demo's budget; the two best GenDistiller variants on **dev** (mean rank over
+   the four tasks' dev metrics) go on.
+2. ``learning_rate``: for the baseline and the two finalists, a sweep of the
+   distillation learning rate (one seed), each student's rate chosen on its
+   dev distillation loss.
+3. ``confirm``: the baseline and the finalists at their rates, every seed,
+   every teacher of the YAML; test metrics with paired bootstrap intervals.
+4. ``budgets``: the final pair (the baseline, the best finalist) at 1x, 2x, 4x
+   the updates, one seed: dev loss and probe curves, where the lines cross.
+
+Every run's settings and figures go to ``<output_folder>/results.json``, from
+which ``--table`` renders the README's tables. Nothing is chosen on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hyperpyyaml.core import recursive_update
+
+from speechbrain_gendistill.core.resources import shipped_path
+from speechbrain_gendistill.demo.config import BASELINE, GENDISTILLER, check_output_folder, load_config
+from speechbrain_gendistill.demo.measurements import read_train_log
+from speechbrain_gendistill.demo.report import render_tables
+from speechbrain_gendistill.demo.stages import Demo
+
+DEFAULT_STUDY = shipped_path("hparams/demo/study.yaml")
+STAGES = ("screen", "learning_rate", "confirm", "budgets")
+
+
+def load_study(path: str | Path = DEFAULT_STUDY) -> dict[str, Any]:
+    """The study's settings, with the demo's settings they build on under ``demo``.
+
+    Example
+    -------
+    >>> study = load_study()
+    >>> sorted(study["screen"]["variants"])[:2], study["demo"]["target_layers"]
+    (['gendistiller_1_block_d192', 'gendistiller_d128x2'], [2, 4, 6])
+    """
+    with open(path, encoding="utf-8") as handle:
+        study = yaml.safe_load(handle)
+    study["demo"] = load_config(shipped_path(study["demo_config"]))
+    recursive_update(study["demo"], copy.deepcopy(study.get("demo_overrides", {})), must_match=True)
+    return study
+
+
+def dev_ranking(measurements: dict[str, Any], candidates: list[str]) -> list[str]:
+    """``candidates`` ordered by their mean rank over the tasks' dev metrics (best first; seeds averaged).
+
+    Example
+    -------
+    >>> def task(higher, a, b):
+    ...     return {"higher_is_better": higher, "upstreams": {"a": {"dev": {"mean": a}}, "b": {"dev": {"mean": b}}}}
+    >>> dev_ranking({"probes": {"KS": task(True, 70, 60), "PR": task(False, 30, 35)}}, ["b", "a"])  # a better on both
+    ['a', 'b']
+    """
+    ranks = {name: 0.0 for name in candidates}
+    for statistics in measurements["probes"].values():
+        sign = -1.0 if statistics["higher_is_better"] else 1.0
+        ordered = sorted(candidates, key=lambda name: sign * statistics["upstreams"][name]["dev"]["mean"])
+        for rank, name in enumerate(ordered):
+            ranks[name] += rank / len(measurements["probes"])
+    return sorted(candidates, key=lambda name: (ranks[name], candidates.index(name)))
+
+
+def final_dev_loss(demo: Demo, name: str) -> float:
+    """The distillation's dev loss at its last epoch (first seed): what a learning rate is chosen on."""
+    log = read_train_log(demo.distill_folder(name, demo.seeds[0]) / "train_log.txt")
+    return log[-1]["valid_loss"]
+
+
+class Study:
+    """The study's stages over one output folder; each stage's choices and figures are kept in ``results.json``.
+
+    Arguments
+    ---------
+    study : dict
+        :func:`load_study`'s settings.
+    folder : Path
+        The output folder; each stage runs a demo in a subfolder.
+    """
+
+    def __init__(self, study: dict[str, Any], folder: Path) -> None:
+        self.study = study
+        self.folder = folder.resolve()
+        self.results_path = self.folder / "results.json"
+        self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.results_path.write_text(json.dumps(self.results, indent=1) + "\n")
+
+    def demo(
+        self,
+        stage: str,
+        teacher: str,
+        students: dict[str, dict],
+        seeds: list[int],
+        tag: str | None = None,
+        probes: bool = True,
+    ) -> tuple[Demo, dict[str, Any]]:
+        """Runs the demo's stages in ``<folder>/<stage>[-tag]-<teacher>`` with these students and seeds."""
+        config = copy.deepcopy(self.study["demo"])
+        config["teacher"] = copy.deepcopy(self.study["teachers"][teacher])
+        config["teacher"]["train_here"] = False
+        config["distill"]["students"] = copy.deepcopy(students)
+        config["seeds"] = list(seeds)
+        folder = self.folder / "-".join(part for part in (stage, tag, teacher) if part)
+        check_output_folder(folder, config)
+        demo = Demo(config, folder)
+        start = time.perf_counter()
+        demo.run(probes)
+        measurements = json.loads((folder / "measurements.json").read_text()) if probes else None
+        record = {
+            "folder": str(folder.relative_to(self.folder)),
+            "teacher": teacher,
+            "seeds": seeds,
+            "students": students,
+            "measurements": measurements,
+            "stage_seconds": demo.stages.seconds_by_kind(),
+            "wall_seconds_this_run": round(time.perf_counter() - start, 1),
+        }
+        return demo, record
+
+    def variant(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A student of the study: the demo's baseline or GenDistiller with a variant's overrides on top."""
+        variants = {**self.study["screen"]["variants"], BASELINE: {"student": BASELINE, **self.study["baseline"]}}
+        spec = variants[name]
+        student = copy.deepcopy(self.study["demo"]["distill"]["students"][spec.get("student", GENDISTILLER)])
+        student["label"] = spec.get("label", student["label"])
+        student["overrides"].update(copy.deepcopy(spec["overrides"]))
+        for key, value in (extra or {}).items():
+            if isinstance(value, dict) and isinstance(student["overrides"].get(key), dict):
+                student["overrides"][key].update(value)
+            else:
+                student["overrides"][key] = value
+        return student
+
+    def screen(self) -> None:
+        settings = self.study["screen"]
+        students = {name: self.variant(name) for name in [BASELINE, *settings["variants"]]}
+        _, record = self.demo("screen", settings["teacher"], students, settings["seeds"])
+        ranking = dev_ranking(record["measurements"], list(settings["variants"]))
+        record["dev_ranking"] = ranking
+        record["finalists"] = ranking[: settings["finalists"]]
+        self.results["screen"] = record
+        self.save()
+
+    def learning_rate(self) -> None:
+        settings = self.study["learning_rate"]
+        finalists = self.results["screen"]["finalists"]
+        students = {}
+        for name in [BASELINE, *finalists]:
+            for lr in settings["values"]:
+                students[f"{name}@{lr:g}"] = self.variant(name, {"lr": lr})
+                students[f"{name}@{lr:g}"]["label"] += f", lr {lr:g}"
+        demo, record = self.demo("learning_rate", settings["teacher"], students, settings["seeds"], probes=False)
+        losses = {key: final_dev_loss(demo, key) for key in students}
+        chosen = {
+            name: min(settings["values"], key=lambda lr, name=name: losses[f"{name}@{lr:g}"])
+            for name in [BASELINE, *finalists]
+        }
+        record.update(dev_loss=losses, chosen=chosen)
+        self.results["learning_rate"] = record
+        self.save()
+
+    def final_students(self) -> dict[str, dict[str, Any]]:
+        chosen = self.results["learning_rate"]["chosen"]
+        return {name: self.variant(name, {"lr": lr}) for name, lr in chosen.items()}
+
+    def confirm(self) -> None:
+        settings = self.study["confirm"]
+        self.results["confirm"] = {
+            teacher: self.demo("confirm", teacher, self.final_students(), settings["seeds"])[1]
+            for teacher in settings["teachers"]
+        }
+        self.save()
+
+    def budgets(self) -> None:
+        settings = self.study["budgets"]
+        best = self.results["screen"]["finalists"][0]
+        pair = {name: student for name, student in self.final_students().items() if name in (BASELINE, best)}
+        epochs = self.study["demo"]["distill"]["overrides"]["number_of_epochs"]
+        records = {}
+        for factor in settings["factors"]:
+            students = copy.deepcopy(pair)
+            for student in students.values():
+                student["overrides"]["number_of_epochs"] = epochs * factor
+            demo, record = self.demo("budgets", settings["teacher"], students, settings["seeds"], f"x{factor}")
+            record["dev_loss"] = {name: final_dev_loss(demo, name) for name in students}
+            records[str(factor)] = record
+        self.results["budgets"] = records
+        self.save()
+
+    def run(self, stages: list[str]) -> None:
+        for stage in stages:
+            print(f"=== study stage: {stage}", flush=True)
+            getattr(self, stage)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--output_folder", required=True, type=Path, help="where every run goes")
+    parser.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="the study's settings")
+    parser.add_argument("--stage", nargs="*", choices=STAGES, help="the stages to run (default: all, in order)")
+    parser.add_argument("--table", action="store_true", help="print the README's tables from results.json")
+    args = parser.parse_args(argv)
+    study = Study(load_study(args.study), args.output_folder)
+    if args.table:
+        print(render_tables(study.results, study.study))
+        return
+    study.run(args.stage or list(STAGES))
+
+
+if __name__ == "__main__":
+    main()
