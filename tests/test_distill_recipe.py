@@ -21,7 +21,7 @@ from hyperpyyaml import load_hyperpyyaml
 from safetensors.torch import load_file
 
 from speechbrain_gendistill.lobes import DistilledSSL, SSLTeacher
-from speechbrain_gendistill.training.distillation import build_student, check_frame_alignment
+from speechbrain_gendistill.training.distillation_recipe import build_student, check_frame_alignment
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "LibriSpeech" / "distill"
 TARGET_LAYERS = "[1,2,4]"

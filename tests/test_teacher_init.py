@@ -21,7 +21,7 @@ from speechbrain_gendistill.lobes import DistilHuBERTStudent, GenDistillStudent,
 from speechbrain_gendistill.lobes.distilled import load_student
 from speechbrain_gendistill.lobes.from_teacher import copy_groups, encoder_layer_group, positional_group
 from speechbrain_gendistill.lobes.students import parameter_counts
-from speechbrain_gendistill.training.distillation import build_distillation, build_student
+from speechbrain_gendistill.training.distillation_recipe import build_distillation, build_student
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

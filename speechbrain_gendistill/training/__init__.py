@@ -2,7 +2,7 @@
 
 - ``recipe.py``: command line and YAML, DDP, loaders with dynamic batches, the per-update schedule, fitting;
 - ``checkpoints.py``: SpeechBrain's Checkpointer with a seal per checkpoint;
-- ``distillation.py``: the distillation Brain and what a distillation recipe builds it from.
+- ``distillation.py``: the distillation Brain; ``distillation_recipe.py``: what a distillation recipe builds it from.
 """
 
 from speechbrain_gendistill.training.checkpoints import IntegrityCheckpointer

@@ -23,13 +23,8 @@ from speechbrain.utils.distributed import if_main_process
 from speechbrain_gendistill.data.audio_folder import audio_folder_manifests
 from speechbrain_gendistill.export import export_student
 from speechbrain_gendistill.training import fit, load_recipe, make_loaders, schedule_per_update
-from speechbrain_gendistill.training.distillation import (
-    DistillBrain,
-    StudentForDDP,
-    build_distillation,
-    dataio_prepare,
-    distillation_card,
-)
+from speechbrain_gendistill.training.distillation import DistillBrain, StudentForDDP
+from speechbrain_gendistill.training.distillation_recipe import build_distillation, dataio_prepare, distillation_card
 
 logger = logging.getLogger(__name__)
 

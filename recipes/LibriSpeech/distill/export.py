@@ -16,7 +16,7 @@ from pathlib import Path
 
 from speechbrain_gendistill.export import export_student
 from speechbrain_gendistill.training import load_recipe
-from speechbrain_gendistill.training.distillation import build_distillation, distillation_card
+from speechbrain_gendistill.training.distillation_recipe import build_distillation, distillation_card
 
 logger = logging.getLogger(__name__)
 
