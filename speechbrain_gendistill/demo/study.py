@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -97,15 +98,24 @@ class Study:
         The output folder; each stage runs a demo in a subfolder.
     """
 
-    def __init__(self, study: dict[str, Any], folder: Path) -> None:
+    def __init__(self, study: dict[str, Any], folder: Path, teachers: list[str] | None = None) -> None:
         self.study = study
+        self.teachers = teachers  # the confirmation's teachers, when not all of the YAML's
         self.folder = folder.resolve()
         self.results_path = self.folder / "results.json"
         self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
 
-    def save(self) -> None:
+    def save(self, stage: str, record: dict[str, Any]) -> None:
+        """Keeps ``record`` under ``stage`` in results.json, read again first: stages may run side by side."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.results_path.write_text(json.dumps(self.results, indent=1) + "\n")
+        results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
+        if stage == "confirm":  # one entry per teacher, each possibly from its own process
+            record = {**results.get("confirm", {}), **record}
+        results[stage] = record
+        temporary = self.results_path.with_name(f".{self.results_path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(results, indent=1) + "\n")
+        os.replace(temporary, self.results_path)
+        self.results = results
 
     def demo(
         self,
@@ -160,8 +170,7 @@ class Study:
         ranking = dev_ranking(record["measurements"], list(settings["variants"]))
         record["dev_ranking"] = ranking
         record["finalists"] = ranking[: settings["finalists"]]
-        self.results["screen"] = record
-        self.save()
+        self.save("screen", record)
 
     def learning_rate(self) -> None:
         settings = self.study["learning_rate"]
@@ -178,8 +187,7 @@ class Study:
             for name in [BASELINE, *finalists]
         }
         record.update(dev_loss=losses, chosen=chosen)
-        self.results["learning_rate"] = record
-        self.save()
+        self.save("learning_rate", record)
 
     def final_students(self) -> dict[str, dict[str, Any]]:
         chosen = self.results["learning_rate"]["chosen"]
@@ -187,11 +195,8 @@ class Study:
 
     def confirm(self) -> None:
         settings = self.study["confirm"]
-        self.results["confirm"] = {
-            teacher: self.demo("confirm", teacher, self.final_students(), settings["seeds"])[1]
-            for teacher in settings["teachers"]
-        }
-        self.save()
+        for teacher in self.teachers or settings["teachers"]:
+            self.save("confirm", {teacher: self.demo("confirm", teacher, self.final_students(), settings["seeds"])[1]})
 
     def budgets(self) -> None:
         settings = self.study["budgets"]
@@ -206,8 +211,7 @@ class Study:
             demo, record = self.demo("budgets", settings["teacher"], students, settings["seeds"], f"x{factor}")
             record["dev_loss"] = {name: final_dev_loss(demo, name) for name in students}
             records[str(factor)] = record
-        self.results["budgets"] = records
-        self.save()
+        self.save("budgets", records)
 
     def run(self, stages: list[str]) -> None:
         for stage in stages:
@@ -220,9 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_folder", required=True, type=Path, help="where every run goes")
     parser.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="the study's settings")
     parser.add_argument("--stage", nargs="*", choices=STAGES, help="the stages to run (default: all, in order)")
+    parser.add_argument("--teachers", nargs="*", help="the confirmation's teachers (default: the YAML's)")
     parser.add_argument("--table", action="store_true", help="print the README's tables from results.json")
     args = parser.parse_args(argv)
-    study = Study(load_study(args.study), args.output_folder)
+    study = Study(load_study(args.study), args.output_folder, args.teachers)
     if args.table:
         print(render_tables(study.results, study.study))
         return
