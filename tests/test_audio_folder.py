@@ -209,6 +209,7 @@ def test_skip_bad_audio_counts_the_skipped_files_by_reason(
     audio_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     paths = prepare_audio_folder(audio_folder, tmp_path, dev_fraction=0.2, max_file_seconds=8.0, num_workers=2)
+    caplog.clear()  # preparation's records (captured or not, by the level earlier tests left) are not the check's
     with caplog.at_level(logging.INFO, logger="speechbrain_gendistill.data.audio"):
         checked = check_manifest(paths["train"], skip_bad_audio=True)
     kept = set(GOOD) - {row["ID"].split("#")[0] for row in rows(paths["dev"])}
