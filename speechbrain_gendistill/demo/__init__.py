@@ -19,5 +19,7 @@ command-line overrides printed so that each step can be rerun by hand
 (``stages.py``). Every finished step is recorded in ``DIR/stages.json``; a rerun
 reuses it (and says so), and an interrupted recipe resumes from its last
 checkpoint. What each step runs is set in ``hparams/demo/demo.yaml`` (``config.py``).
+Beside it, ``teacher_hubert/`` trains a self-supervised demo teacher (HuBERT-style
+pretraining on any folder of audio; not a step of the demo).
 Nothing else in the package imports this subpackage.
 """

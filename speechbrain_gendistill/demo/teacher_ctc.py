@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -158,14 +159,30 @@ def _relative(path: str | Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
+def command_line(module: str, hparams: dict, placeholders: dict[str, str]) -> str:
+    """The command that ran a recipe (``python -m module`` with its YAML and overrides), for a model card.
+
+    The overrides keyed in ``placeholders`` (this machine's folders) are shown
+    as their placeholder; the others as given, quoted for a shell where needed.
+
+    Example
+    -------
+    >>> hparams = {"hparams_file": "/x/t.yaml", "overrides": {"output_folder": "/tmp/o", "note": "a b", "n": 3}}
+    >>> command_line("pkg.recipe", hparams, {"output_folder": "<output>"})
+    "python -m pkg.recipe /x/t.yaml --output_folder=<output> --note='a b' --n=3"
+    """
+    arguments = [
+        f"--{key}={placeholders[key]}"
+        if key in placeholders
+        else f"--{key}={shlex.quote(value if isinstance(value, str) else json.dumps(value))}"
+        for key, value in hparams["overrides"].items()
+    ]
+    return " ".join(["python -m", module, _relative(hparams["hparams_file"]), *arguments])
+
+
 def _card(hparams: dict) -> dict[str, Any]:
     """What the shipped teacher's README records: how it was trained, on what, and how well."""
-    # The command line, with this machine's folders as placeholders.
     placeholders = {"data_folder": "<corpus>", "output_folder": "<output>", "pack_folder": "<packed>"}
-    arguments = " ".join(
-        f"--{key}={placeholders.get(key, json.dumps(value) if not isinstance(value, str) else value)}"
-        for key, value in hparams["overrides"].items()
-    )
     log = [line for line in Path(hparams["train_log"]).read_text().splitlines() if line.startswith("epoch:")]
     corpus_record = Path(hparams["data_folder"]) / "corpus.json"
     corpus = json.loads(corpus_record.read_text()) if corpus_record.is_file() else {}
@@ -173,7 +190,7 @@ def _card(hparams: dict) -> dict[str, Any]:
     return {
         "parameters": f"{sum(p.numel() for p in model.parameters()):,}",
         "layers, width": f"{model.config.num_hidden_layers}, {model.config.hidden_size}",
-        "trained by": f"`python -m {__spec__.name} {_relative(hparams['hparams_file'])} {arguments}`",
+        "trained by": f"`{command_line(__spec__.name, hparams, placeholders)}`",
         "corpus options": json.dumps(corpus.get("options")),
         "train data": ", ".join(hparams["train_splits"]),
         "epochs": len(log),
