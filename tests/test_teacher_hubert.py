@@ -26,7 +26,7 @@ from speechbrain_gendistill.core.frames import DEFAULT_CONV_LAYERS, conv_output_
 from speechbrain_gendistill.core.licenses import license_section
 from speechbrain_gendistill.data import AudioCrop, prepare_audio_folder
 from speechbrain_gendistill.data.audio_folder import split_dev
-from speechbrain_gendistill.demo.teacher_ctc import initial_teacher
+from speechbrain_gendistill.demo.teacher_ctc import initial_teacher, unpack_teacher
 from speechbrain_gendistill.demo.teacher_hubert.__main__ import main
 from speechbrain_gendistill.demo.teacher_hubert.card import dev_split
 from speechbrain_gendistill.demo.teacher_hubert.pretraining import HubertPretrainingBrain, unit_dataset
@@ -37,6 +37,7 @@ from speechbrain_gendistill.demo.teacher_hubert.units import (
     kmeans,
     manifest_digest,
 )
+from speechbrain_gendistill.lobes import SSLTeacher
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HPARAMS = REPO_ROOT / "hparams" / "demo" / "teacher_hubert.yaml"
@@ -260,3 +261,25 @@ def test_the_card_tells_a_split_of_the_earlier_recipe_from_one_of_prepare_audio_
     manifests = prepare_audio_folder(audio_folder, tmp_path / "new", dev_fraction=0.25, num_workers=1)
     text = dev_split({"save_folder": tmp_path / "new", "valid_csv": manifests["dev"], "dev_fraction": 0.25})
     assert text.startswith("2 files") and "a share 0.25 of the files, chosen by a hash of their IDs" in text
+
+
+def test_shipped_teacher_loads_as_a_hub_folder_and_is_trained(tmp_path: Path, one_torch_thread):
+    """pretrained/demo_teacher_hubert: SSLTeacher reads it; its layers are not those of its initial weights."""
+    packed = REPO_ROOT / "pretrained" / "demo_teacher_hubert"
+    card = (packed / "README.md").read_text()
+    assert "stopped at epoch 90 of the 200" in card and "CC BY 4.0" in card
+    with safe_open(str(packed / "kmeans_units.safetensors"), "pt") as handle:
+        assert list(handle.get_tensor("centroids").shape) == [100, 39]
+    speech = sorted((REPO_ROOT / "data" / "librispeech_sid").rglob("*.flac"))[0]
+    wav = torch.from_numpy(sf.read(speech, dtype="float32", frames=48000)[0])[None]
+    layers = {}
+    for name, folder in {
+        "trained": unpack_teacher(packed, tmp_path / "trained"),
+        "initial": initial_teacher(packed, tmp_path / "initial"),
+    }.items():
+        teacher = SSLTeacher(str(folder), target_layers=[2, 4, 6], save_path=str(tmp_path / "hub"))
+        with torch.no_grad():
+            layers[name] = teacher(wav, torch.ones(1))
+        assert layers[name].shape == (3, 1, 149, 192) and torch.isfinite(layers[name]).all()
+    cosine = torch.nn.functional.cosine_similarity(layers["trained"], layers["initial"], dim=-1).mean()
+    assert cosine < 0.9, cosine
