@@ -53,7 +53,7 @@ from speechbrain.utils.fetching import FetchConfig
 from speechbrain_gendistill.data.audio import load_audio
 from speechbrain_gendistill.data.text import TranscriptError, build_tokenizer, decode_tokens
 from speechbrain_gendistill.demo.corpus import synthesize_corpus
-from speechbrain_gendistill.demo.stages import run_script
+from speechbrain_gendistill.demo.runner import run_script
 from speechbrain_gendistill.demo.teacher_ctc import unpack_teacher
 from speechbrain_gendistill.lobes import DistilledSSL
 from speechbrain_gendistill.lobes.teacher import EmbeddedHFSSL

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_probe_data import speech_commands, tone  # noqa: F401 (a fixture)
 
-from speechbrain_gendistill.demo.stages import run_script
+from speechbrain_gendistill.demo.runner import run_script
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +213,9 @@ def inspect_files(paths: list[str], cache_path: str | Path, num_workers: int | N
         )
         workers = num_workers or os.cpu_count() or 1
         if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(workers) as pool:
+            # Threads, not processes: libsndfile and numpy release the GIL, and a process forked from one
+            # that runs torch (a recipe, a worker of the demo) can stall for seconds on exit.
+            with ThreadPoolExecutor(workers) as pool:
                 results = list(pool.map(inspect_audio, todo, chunksize=16))
         else:
             results = [inspect_audio(path) for path in todo]
@@ -264,7 +266,7 @@ def check_manifest(
     sample_rate, min_samples : int
         What a usable file holds.
     num_workers : int, optional
-        Decoding processes (default: the CPU count).
+        Threads decoding the audio (default: the CPU count).
     cache_path : str or Path, optional
         What :func:`inspect_files` remembers (default: ``audio_check.json`` beside
         the manifest, where the data preparation leaves it).

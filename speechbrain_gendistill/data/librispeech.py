@@ -157,7 +157,7 @@ def prepare_librispeech(
     skip_prep : bool
         Only check that the manifests exist (e.g. when they were written elsewhere).
     num_workers : int, optional
-        Processes decoding the audio (default: the CPU count).
+        Threads decoding the audio (default: the CPU count).
 
     Returns
     -------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> str:
         action="store_true",
         help="train the teacher here (as the shipped one was, much longer than the rest) instead of unpacking it",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="recipes run at once, each in a worker process with its share of the CPU threads (default: up to 2)",
+    )
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the demo's settings")
     args = parser.parse_args(argv)
     config = load_config(args.config, quick=args.quick)
@@ -36,9 +43,13 @@ def main(argv: list[str] | None = None) -> str:
     check_output_folder(args.output_folder, config)
     start = time.perf_counter()
     ablations = None if args.ablations is None else (args.ablations or list(config["ablations"]))
-    text = Demo(config, args.output_folder, ablations=ablations).run()
+    demo = Demo(config, args.output_folder, ablations=ablations, jobs=args.jobs)
+    text = demo.run()
     print(text)
-    print(f"Report: {args.output_folder / 'report.md'} ({time.perf_counter() - start:.0f} s this run)")
+    print(
+        f"Report: {args.output_folder / 'report.md'} ({time.perf_counter() - start:.0f} s this run, "
+        f"{args.jobs} job(s) of {demo.stages.recipe_threads} thread(s))"
+    )
     return text
 
 

@@ -221,7 +221,8 @@ def measure(demo: Demo) -> dict[str, Any]:
         },
         "forward_seconds": seconds,
         "timing_audio_seconds": timing["audio_seconds"],
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(),  # the forward-time measurements'
+        "recipe_jobs_threads": [demo.stages.jobs, demo.stages.recipe_threads],
         "layers": layer_figures(teacher, students, files, {name: demo.target_layers(name) for name in students}),
         "dev_utterances": len(files),
         "probes": probe_statistics(probe_results(demo)),

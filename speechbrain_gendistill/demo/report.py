@@ -96,11 +96,13 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
     )
     corpus_record = json.loads((demo.corpus / RECORD_NAME).read_text())["splits"]
     seeds = measurements["seeds"]
+    jobs, threads = measurements["recipe_jobs_threads"]
     seed_text = f"{len(seeds)} seeds ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f"one seed ({seeds[0]})"
     lines = [
         "# GenDistiller demo: the paper's comparison in miniature, SUPERB-style",
         "",
-        f"Test metrics, mean (standard deviation) over {seed_text}; {measurements['threads']} CPU threads.",
+        f"Test metrics, mean (standard deviation) over {seed_text}; recipes run {jobs} at a time on {threads} CPU "
+        f"thread(s) each; forward times on {measurements['threads']}.",
         "",
         *results_table(demo, measurements),
         "",
@@ -144,6 +146,9 @@ def render_report(demo: Demo, measurements: dict[str, Any]) -> str:
         "`layer_cosine.png` (cosine of each generated layer with each teacher layer, dev split).",
         "",
         "## Stage times (wall clock)",
+        "",
+        f"Each stage's own time; with {demo.stages.jobs} job(s), recipes ran side by side, so the total is more "
+        "than the run's wall-clock time when jobs > 1.",
         "",
         "| stage | seconds |",
         "| --- | --- |",
@@ -220,6 +225,14 @@ def _relative_size(parameters: dict[str, Any], name: str, baseline: str) -> str:
     return f"{_millions(own)} ({own / base:.0%})"
 
 
+def _threads_text(measurements: dict[str, Any]) -> str:
+    """How the recipes behind ``measurements`` ran: jobs at once and CPU threads each."""
+    if "recipe_jobs_threads" not in measurements:  # a run before the demo had jobs: one recipe at a time
+        return f"{measurements['threads']} threads"
+    jobs, threads = measurements["recipe_jobs_threads"]
+    return f"{jobs} recipe(s) at a time, {threads} thread(s) each"
+
+
 def render_tables(results: dict[str, Any], study: dict[str, Any]) -> str:
     """The study's tables for the README, from its ``results.json``: screen, learning rates, confirmation, budgets."""
     baseline = "distilhubert"
@@ -231,7 +244,7 @@ def render_tables(results: dict[str, Any], study: dict[str, Any]) -> str:
         labels = {name: student["label"] for name, student in record["students"].items()}
         lines += [
             f"**Screen** (teacher {record['teacher']}, seed {record['seeds'][0]}, "
-            f"{measurements['threads']} threads): dev / test per task; finalists by mean dev rank: "
+            f"{_threads_text(measurements)}): dev / test per task; finalists by mean dev rank: "
             + ", ".join(labels[name] for name in record["finalists"]),
             "",
             "| student | parameters (vs baseline) | " + " | ".join(_task_header(probes)) + " |",
@@ -259,8 +272,8 @@ def render_tables(results: dict[str, Any], study: dict[str, Any]) -> str:
         labels = {name: student["label"] for name, student in record["students"].items()}
         seeds = ", ".join(map(str, record["seeds"]))
         lines += [
-            f"**Confirmation, {study['teachers'][teacher]['label']}** (seeds {seeds}; {measurements['threads']} "
-            "threads): test, mean (sd); against the baseline: difference [95% interval], verdict",
+            f"**Confirmation, {study['teachers'][teacher]['label']}** (seeds {seeds}; {_threads_text(measurements)}): "
+            "test, mean (sd); against the baseline: difference [95% interval], verdict",
             "",
             "| student | parameters (vs baseline) | " + " | ".join(_task_header(probes)) + " |",
             "|" + " --- |" * (2 + len(probes)),

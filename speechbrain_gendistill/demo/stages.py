@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-import runpy
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,81 +13,12 @@ from speechbrain_gendistill.demo.config import GENDISTILLER, overrides_to_args
 from speechbrain_gendistill.demo.corpus import RECORD_NAME, synthesize_corpus
 from speechbrain_gendistill.demo.measurements import measure
 from speechbrain_gendistill.demo.report import plot_layer_cosine, plot_training_curves, render_report
+from speechbrain_gendistill.demo.runner import RecipeStage, StageRunner
 from speechbrain_gendistill.demo.teacher_ctc import initial_teacher, unpack_teacher
 from speechbrain_gendistill.demo.teacher_ctc import main as teacher_training_main
 from speechbrain_gendistill.lobes.teacher import is_saved_model
 
 CORPUS = "corpus"  # a task's `data` that means the demo's synthetic corpus
-
-
-def run_script(script: Path, args: list[str]) -> None:
-    """Runs a recipe's ``train.py`` in this process, exactly as ``python train.py ARGS`` would."""
-    saved_argv = sys.argv
-    sys.argv = [str(script), *args]
-    try:
-        runpy.run_path(str(script), run_name="__main__")
-    finally:
-        sys.argv = saved_argv
-
-
-def _quote(arg: str) -> str:
-    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
-
-
-class StageRunner:
-    """Runs the numbered stages, records what finished in ``stages.json``, and reuses it on a rerun.
-
-    Arguments
-    ---------
-    folder : Path
-        The demo's output folder (holds ``stages.json``).
-    total : int
-        Number of stages, for the progress lines.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> StageRunner(folder, total=1).run(1, "hello", "a file", (folder / "a").is_file, (folder / "a").touch)
-    [1/1] hello: a file ...
-    [1/1] hello: done in 0 s
-    >>> StageRunner(folder, total=1).run(1, "hello", "a file", (folder / "a").is_file, (folder / "a").touch)
-    [1/1] hello: reused from an earlier run (a file; built in 0 s)
-    """
-
-    def __init__(self, folder: Path, total: int) -> None:
-        self.folder = folder
-        self.total = total
-        self.record_path = folder / "stages.json"
-        self.record = json.loads(self.record_path.read_text()) if self.record_path.is_file() else {}
-        self.built = []  # the stages this run built (not reused)
-
-    def run(self, number: int, name: str, what: str, done: Callable[[], bool], build: Callable[[], None]) -> None:
-        """Calls ``build`` unless an earlier run recorded stage ``name`` and ``done()`` finds its outputs."""
-        prefix = f"[{number}/{self.total}] {name}:"
-        if name in self.record and done():
-            print(f"{prefix} reused from an earlier run ({what}; built in {self.record[name]['seconds']:.0f} s)")
-            return
-        print(f"{prefix} {what} ...", flush=True)
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        build()
-        seconds, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-        self.built.append(name)
-        self.record[name] = {"seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1)}
-        self.record_path.write_text(json.dumps(self.record, indent=2) + "\n")
-        print(f"{prefix} done in {seconds:.0f} s", flush=True)
-
-    def command(self, program: list[str], args: list[str]) -> None:
-        """Prints the command line a stage runs, to rerun it by hand."""
-        print("    " + " ".join(_quote(arg) for arg in [*program, *args]), flush=True)
-
-    def seconds_by_kind(self) -> dict[str, float]:
-        """Wall-clock seconds of the recorded stages, summed by kind (the first word of a stage's name)."""
-        totals: dict[str, float] = {}
-        for name, info in self.record.items():
-            kind = name.split()[0]
-            totals[kind] = totals.get(kind, 0.0) + info["seconds"]
-        return totals
 
 
 class Demo:
@@ -108,6 +35,9 @@ class Demo:
         Also distil and probe these variants of ``config["ablations"]``: each
         is the GenDistiller student (or the one its ``student`` key names)
         with the ablation's recipe overrides.
+    jobs : int
+        How many recipes (distillations, probes) run at once, each in its own
+        worker process (:mod:`~speechbrain_gendistill.demo.runner`).
 
     Example
     -------
@@ -119,7 +49,7 @@ class Demo:
     (['distilhubert', 'gendistiller', 'random_teacher', 'teacher'], ['ASR', 'KS', 'PR', 'SID'])
     """
 
-    def __init__(self, config: dict[str, Any], folder: Path, ablations: list[str] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], folder: Path, ablations: list[str] | None = None, jobs: int = 1) -> None:
         self.config = config
         self.seeds = list(config["seeds"])
         self.train_teacher_here = config["teacher"]["train_here"]
@@ -141,7 +71,7 @@ class Demo:
             missing = sorted(set(config["target_layers"]) - set(self.target_layers(name)))
             if missing:
                 raise ValueError(f"student {name!r} learns target_layers {self.target_layers(name)}, without {missing}")
-        self.stages = StageRunner(self.folder, total=5)
+        self.stages = StageRunner(self.folder, total=5, jobs=jobs)
 
     def target_layers(self, name: str) -> list[int]:
         """The teacher layers student ``name`` learns: the demo's, or more (e.g. every layer)."""
@@ -175,19 +105,23 @@ class Demo:
         return labels
 
     def run(self, probes: bool = True) -> str:
-        """Runs every stage and returns report.md's text; without ``probes``, only corpus, teacher and distillations."""
+        """Runs every stage and returns report.md's text; without ``probes``, only corpus, teacher and distillations.
+
+        A student's probes start once its distillation has finished; the
+        teacher's start at once.
+        """
         self.build_corpus()
         self.train_teacher()
-        for seed in self.seeds:
-            for name in self.students:
-                self.distill(name, seed)
-        if not probes:
-            return ""
-        for task in self.tasks:
-            for seed in self.seeds:
-                for upstream, source in self.upstreams(seed).items():
-                    self.probe(task, upstream, source, seed)
-        return self.report()
+        recipes = [self.distill(name, seed) for seed in self.seeds for name in self.students]
+        if probes:
+            recipes += [
+                self.probe(task, upstream, source, seed)
+                for task in self.tasks
+                for seed in self.seeds
+                for upstream, source in self.upstreams(seed).items()
+            ]
+        self.stages.run_recipes(recipes)
+        return self.report() if probes else ""
 
     # 1
     def build_corpus(self) -> None:
@@ -233,7 +167,7 @@ class Demo:
         )
 
     # 3
-    def distill(self, name: str, seed: int) -> None:
+    def distill(self, name: str, seed: int) -> RecipeStage:
         student = self.students[name]
         output = self.distill_folder(name, seed)
         overrides = {
@@ -245,7 +179,7 @@ class Demo:
             **self.config["distill"]["overrides"],
             **student["overrides"],
         }
-        self.run_recipe(
+        return self.recipe(
             3,
             f"distill {name} seed {seed}",
             f"{student['label']} from the teacher",
@@ -256,7 +190,7 @@ class Demo:
         )
 
     # 4
-    def probe(self, task: str, upstream: str, source: Path, seed: int) -> None:
+    def probe(self, task: str, upstream: str, source: Path, seed: int) -> RecipeStage:
         settings = self.tasks[task]
         output = self.probe_folder(task, upstream, seed)
         data = self.corpus if settings["data"] == CORPUS else shipped_path(settings["data"])
@@ -269,7 +203,7 @@ class Demo:
             "upstream_source": str(source),
             **settings["overrides"],
         }
-        self.run_recipe(
+        return self.recipe(
             4,
             f"probe {task} {upstream} seed {seed}",
             f"{settings['label']} on {source.relative_to(self.folder)}",
@@ -277,9 +211,10 @@ class Demo:
             settings["hparams"],
             overrides,
             output / "results.json",
+            needs=(f"distill {upstream} seed {seed}",) if upstream in self.students else (),
         )
 
-    def run_recipe(
+    def recipe(
         self,
         number: int,
         name: str,
@@ -288,16 +223,11 @@ class Demo:
         hparams_file: str,
         overrides: dict[str, Any],
         result: Path,
-    ) -> None:
+        needs: tuple[str, ...] = (),
+    ) -> RecipeStage:
         """Stage ``number``: a recipe's ``train.py`` with ``overrides``, done once ``result`` exists."""
-        script_path = shipped_path(script)
         args = [str(shipped_path(hparams_file)), *overrides_to_args(overrides)]
-
-        def build() -> None:
-            self.stages.command([sys.executable, str(script_path)], args)
-            run_script(script_path, args)
-
-        self.stages.run(number, name, what, result.is_file, build)
+        return RecipeStage(number, name, what, shipped_path(script), args, result, needs)
 
     # 5
     def report(self) -> str:

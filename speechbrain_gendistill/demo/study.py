@@ -96,11 +96,16 @@ class Study:
         :func:`load_study`'s settings.
     folder : Path
         The output folder; each stage runs a demo in a subfolder.
+    teachers : list of str, optional
+        The confirmation's teachers, when not all of the YAML's.
+    jobs : int
+        Recipes run at once in each stage's demo.
     """
 
-    def __init__(self, study: dict[str, Any], folder: Path, teachers: list[str] | None = None) -> None:
+    def __init__(self, study: dict[str, Any], folder: Path, teachers: list[str] | None = None, jobs: int = 1) -> None:
         self.study = study
-        self.teachers = teachers  # the confirmation's teachers, when not all of the YAML's
+        self.jobs = jobs
+        self.teachers = teachers
         self.folder = folder.resolve()
         self.results_path = self.folder / "results.json"
         self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
@@ -134,7 +139,7 @@ class Study:
         config["seeds"] = list(seeds)
         folder = self.folder / "-".join(part for part in (stage, tag, teacher) if part)
         check_output_folder(folder, config)
-        demo = Demo(config, folder)
+        demo = Demo(config, folder, jobs=self.jobs)
         start = time.perf_counter()
         demo.run(probes)
         measurements = json.loads((folder / "measurements.json").read_text()) if probes else None
@@ -225,9 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="the study's settings")
     parser.add_argument("--stage", nargs="*", choices=STAGES, help="the stages to run (default: all, in order)")
     parser.add_argument("--teachers", nargs="*", help="the confirmation's teachers (default: the YAML's)")
+    parser.add_argument("--jobs", type=int, default=1, help="recipes run at once (see the demo's --jobs)")
     parser.add_argument("--table", action="store_true", help="print the README's tables from results.json")
     args = parser.parse_args(argv)
-    study = Study(load_study(args.study), args.output_folder, args.teachers)
+    study = Study(load_study(args.study), args.output_folder, args.teachers, args.jobs)
     if args.table:
         print(render_tables(study.results, study.study))
         return
