@@ -91,3 +91,20 @@ def test_tables_show_each_stage(study):
     assert "| GenDistiller, d 192 x 1 block (67%) | 0.75M (67%) | 65.0 / 61.0 |" in text
     assert f"| {BASELINE} | 2.100 | 2.000 | 2.200 | 0.001 |" in text
     assert "61.0: +3.0 [-1.0, +1.0], tie" in text
+
+
+def test_early_exit_table_and_probe_stages(study, tmp_path: Path):
+    figures = {str(k): {"KS": {"dev": 50.0 + k, "test": 40.0 + k, "metric": "accuracy"}} for k in (1, 2, 3)}
+    seconds = {"1": 0.010, "2": 0.015, "3": 0.020, BASELINE: 0.025}
+    record = {"student": "s", "teacher": "ctc", "seed": 1986, "figures": figures, "forward_seconds": seconds}
+    text = render_tables({"early_exit": {**record, "threads": 2}}, study.study)
+    assert "| 1 | 10 ms (0.50x; 0.40x) | 51.0 / 41.0 |" in text
+    assert "| 3 | 20 ms (1.00x; 0.80x) | 53.0 / 43.0 |" in text
+    # The stage probes the student's first k layers, in its own folder, after its distillation.
+    in_tmp = Study(study.study, tmp_path)
+    demo = in_tmp.prepared_demo("confirm", "ctc", {"gendistiller": study.variant("gendistiller_1_block_d192")}, [1986])
+    source = demo.distill_folder("gendistiller", 1986) / "student"
+    stage = demo.probe("KS", "gendistiller", source, 1986, max_layers=2)
+    assert stage.name == "probe KS gendistiller@exit2 seed 1986" and "--max_layers=2" in stage.args
+    assert stage.result == demo.probe_folder("KS", "gendistiller@exit2", 1986) / "results.json"
+    assert stage.needs == ("distill gendistiller seed 1986",)

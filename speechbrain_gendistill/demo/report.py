@@ -291,6 +291,29 @@ def render_tables(results: dict[str, Any], study: dict[str, Any]) -> str:
                 cells.append(cell)
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if "early_exit" in results:
+        record = results["early_exit"]
+        layers = list(record["figures"])
+        tasks = list(record["figures"][layers[0]])
+        seconds = record["forward_seconds"]
+        lines += [
+            f"**Early exit** ({record['student']}, teacher {record['teacher']}, seed {record['seed']}; forward time "
+            f"on {record['threads']} threads): the student stopped after k of its {layers[-1]} generated layers, "
+            "dev / test per task",
+            "",
+            "| layers generated | forward (vs all layers; vs the baseline) | "
+            + " | ".join(f"{task} {record['figures'][layers[0]][task]['metric']}" for task in tasks)
+            + " |",
+            "|" + " --- |" * (2 + len(tasks)),
+        ]
+        for k in layers:
+            ratios = f"{seconds[k] / seconds[layers[-1]]:.2f}x; {seconds[k] / seconds[baseline]:.2f}x"
+            cells = [k, f"{seconds[k] * 1000:.0f} ms ({ratios})"]
+            cells += [
+                f"{record['figures'][k][task]['dev']:.1f} / {record['figures'][k][task]['test']:.1f}" for task in tasks
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     if "budgets" in results:
         lines += ["**Budgets** (one seed): updates, final dev distillation loss, test per task", ""]
         first = next(iter(results["budgets"].values()))

@@ -190,9 +190,11 @@ class Demo:
         )
 
     # 4
-    def probe(self, task: str, upstream: str, source: Path, seed: int) -> RecipeStage:
+    def probe(self, task: str, upstream: str, source: Path, seed: int, max_layers: int | None = None) -> RecipeStage:
+        """Task ``task``'s probe of ``source``; with ``max_layers``, of its first layers only (an early exit)."""
         settings = self.tasks[task]
-        output = self.probe_folder(task, upstream, seed)
+        name = upstream if max_layers is None else f"{upstream}@exit{max_layers}"
+        output = self.probe_folder(task, name, seed)
         data = self.corpus if settings["data"] == CORPUS else shipped_path(settings["data"])
         overrides = {
             "seed": seed,
@@ -202,11 +204,13 @@ class Demo:
             "cache_folder": str(self.folder / "probe" / "feature_cache"),
             "upstream_source": str(source),
             **settings["overrides"],
+            **({} if max_layers is None else {"max_layers": max_layers}),
         }
         return self.recipe(
             4,
-            f"probe {task} {upstream} seed {seed}",
-            f"{settings['label']} on {source.relative_to(self.folder)}",
+            f"probe {task} {name} seed {seed}",
+            f"{settings['label']} on {source.relative_to(self.folder)}"
+            + ("" if max_layers is None else f", its first {max_layers} layer(s)"),
             settings["script"],
             settings["hparams"],
             overrides,

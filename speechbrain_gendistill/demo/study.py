@@ -16,7 +16,10 @@ so every run is a distillation recipe and four probe recipes:
    dev distillation loss.
 3. ``confirm``: the baseline and the finalists at their rates, every seed,
    every teacher of the YAML; test metrics with paired bootstrap intervals.
-4. ``budgets``: the final pair (the baseline, the best finalist) at 1x, 2x, 4x
+   The best finalist is the one ranked first on the CTC teacher's dev metrics.
+4. ``early_exit``: the best finalist of the confirmation (first seed) cut
+   after each generated layer: every task's dev and test figure, forward time.
+5. ``budgets``: the final pair (the baseline, the best finalist) at 1x, 2x, 4x
    the updates, one seed: dev loss and probe curves, where the lines cross.
 
 Every run's settings and figures go to ``<output_folder>/results.json``, from
@@ -33,17 +36,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from hyperpyyaml.core import recursive_update
 
 from speechbrain_gendistill.core.resources import shipped_path
 from speechbrain_gendistill.demo.config import BASELINE, GENDISTILLER, check_output_folder, load_config
-from speechbrain_gendistill.demo.measurements import read_train_log
+from speechbrain_gendistill.demo.measurements import dev_utterances, forward_times, read_train_log, timing_audio
 from speechbrain_gendistill.demo.report import render_tables
 from speechbrain_gendistill.demo.stages import Demo
+from speechbrain_gendistill.lobes import DistilledSSL
 
 DEFAULT_STUDY = shipped_path("hparams/demo/study.yaml")
-STAGES = ("screen", "learning_rate", "confirm", "budgets")
+STAGES = ("screen", "learning_rate", "confirm", "early_exit", "budgets")
 
 
 def load_study(path: str | Path = DEFAULT_STUDY) -> dict[str, Any]:
@@ -132,14 +137,8 @@ class Study:
         probes: bool = True,
     ) -> tuple[Demo, dict[str, Any]]:
         """Runs the demo's stages in ``<folder>/<stage>[-tag]-<teacher>`` with these students and seeds."""
-        config = copy.deepcopy(self.study["demo"])
-        config["teacher"] = copy.deepcopy(self.study["teachers"][teacher])
-        config["teacher"]["train_here"] = False
-        config["distill"]["students"] = copy.deepcopy(students)
-        config["seeds"] = list(seeds)
-        folder = self.folder / "-".join(part for part in (stage, tag, teacher) if part)
-        check_output_folder(folder, config)
-        demo = Demo(config, folder, jobs=self.jobs)
+        demo = self.prepared_demo(stage, teacher, students, seeds, tag)
+        folder = demo.folder
         start = time.perf_counter()
         demo.run(probes)
         measurements = json.loads((folder / "measurements.json").read_text()) if probes else None
@@ -153,6 +152,19 @@ class Study:
             "wall_seconds_this_run": round(time.perf_counter() - start, 1),
         }
         return demo, record
+
+    def prepared_demo(
+        self, stage: str, teacher: str, students: dict[str, dict], seeds: list[int], tag: str | None = None
+    ) -> Demo:
+        """The demo of ``<folder>/<stage>[-tag]-<teacher>`` (a folder built with other settings is refused)."""
+        config = copy.deepcopy(self.study["demo"])
+        config["teacher"] = copy.deepcopy(self.study["teachers"][teacher])
+        config["teacher"]["train_here"] = False
+        config["distill"]["students"] = copy.deepcopy(students)
+        config["seeds"] = list(seeds)
+        folder = self.folder / "-".join(part for part in (stage, tag, teacher) if part)
+        check_output_folder(folder, config)
+        return Demo(config, folder, jobs=self.jobs)
 
     def variant(self, name: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """A student of the study: the demo's baseline or GenDistiller with a variant's overrides on top."""
@@ -203,9 +215,41 @@ class Study:
         for teacher in self.teachers or settings["teachers"]:
             self.save("confirm", {teacher: self.demo("confirm", teacher, self.final_students(), settings["seeds"])[1]})
 
+    def best_finalist(self) -> str:
+        """The finalist ranked first on the confirmation's dev metrics with the CTC teacher (or the screen's)."""
+        finalists = self.results["screen"]["finalists"]
+        confirmed = self.results.get("confirm", {}).get("ctc")
+        return dev_ranking(confirmed["measurements"], finalists)[0] if confirmed else finalists[0]
+
+    def early_exit(self) -> None:
+        settings = self.study["early_exit"]
+        teacher, seed = settings["teacher"], self.study["confirm"]["seeds"][0]
+        demo = self.prepared_demo("confirm", teacher, self.final_students(), self.study["confirm"]["seeds"])
+        best = self.best_finalist()
+        source = demo.distill_folder(best, seed) / "student"
+        layers = len(demo.target_layers(best))
+        demo.stages.run_recipes(
+            [demo.probe(task, best, source, seed, max_layers=k) for task in demo.tasks for k in range(1, layers)]
+        )
+        figures = {}
+        for k in range(1, layers + 1):
+            name = best if k == layers else f"{best}@exit{k}"
+            figures[str(k)] = {}
+            for task in demo.tasks:
+                result = json.loads((demo.probe_folder(task, name, seed) / "results.json").read_text())
+                figures[str(k)][task] = {"dev": result["dev"], "test": result["test"], "metric": result["metric"]}
+        wav = timing_audio(dev_utterances(demo.corpus), demo.config["timing"]["audio_seconds"])
+        models = {str(k): DistilledSSL(source=str(source), max_layers=k).eval() for k in range(1, layers + 1)}
+        models[BASELINE] = DistilledSSL(source=str(demo.distill_folder(BASELINE, seed) / "student")).eval()
+        with torch.no_grad():
+            seconds = forward_times(models, wav, demo.config["timing"]["repeats"])
+        record = {"student": best, "teacher": teacher, "seed": seed, "figures": figures, "forward_seconds": seconds}
+        record["threads"] = torch.get_num_threads()
+        self.save("early_exit", record)
+
     def budgets(self) -> None:
         settings = self.study["budgets"]
-        best = self.results["screen"]["finalists"][0]
+        best = self.best_finalist()
         pair = {name: student for name, student in self.final_students().items() if name in (BASELINE, best)}
         epochs = self.study["demo"]["distill"]["overrides"]["number_of_epochs"]
         records = {}
