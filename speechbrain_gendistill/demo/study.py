@@ -64,6 +64,7 @@ def load_study(path: str | Path = DEFAULT_STUDY) -> dict[str, Any]:
         study = yaml.safe_load(handle)
     study["demo"] = load_config(shipped_path(study["demo_config"]))
     recursive_update(study["demo"], copy.deepcopy(study.get("demo_overrides", {})), must_match=True)
+    study["demo"]["distill"]["students"] = copy.deepcopy(study["students"])
     return study
 
 
